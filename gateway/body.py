@@ -1,0 +1,123 @@
+"""Reading request bodies within limits: uploads are refused with 413 while they stream (never buffered whole
+in memory: Starlette spools file parts to disk past 1 MiB), JSON is bounded, forms have few fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import envelope
+from shared.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+T = TypeVar("T", bound=BaseModel)
+
+MAX_FORM_FIELDS = 16
+AUDIO_FIELD = "audio_file"
+
+
+class InvalidJson(InvalidRequest):
+    code = "invalid_json"
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over the limit: at once from Content-Length, else as soon as the count passes it."""
+
+    def __init__(self, app: ASGIApp, *, max_upload_bytes: int, max_other_bytes: int) -> None:
+        self.app = app
+        self.max_upload_bytes = max_upload_bytes
+        self.max_other_bytes = max_other_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        multipart = headers.get("content-type", "").lower().startswith("multipart/form-data")
+        limit = self.max_upload_bytes if multipart else self.max_other_bytes
+        what = "upload" if multipart else "request body"
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            await _send_413(send, f"{what} is {int(declared)} bytes; the limit is {limit}", limit)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes", details={"limit": limit})
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _send_413(send: Send, message: str, limit: int) -> None:
+    body = json.dumps(envelope("payload_too_large", message, limit=limit)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _validate(model: type[T], data: dict[str, Any]) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
+
+
+async def read_json(request: Request, model: type[T]) -> T:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # includes UnicodeDecodeError: the body is not UTF-8
+        raise InvalidJson("the body is not valid JSON (UTF-8)") from exc
+    if not isinstance(data, dict):
+        raise InvalidJson("the body must be a JSON object")
+    return _validate(model, data)
+
+
+async def read_form(request: Request) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise UnsupportedMediaType("send speech as multipart/form-data with the file in 'audio_file'")
+    return await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+
+
+def form_fields(form: FormData, model: type[T]) -> tuple[T, UploadFile]:
+    upload = form.get(AUDIO_FIELD)
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest(f"'{AUDIO_FIELD}' is required (a file part)", details={"field": AUDIO_FIELD})
+    fields: dict[str, Any] = {}
+    for name, value in form.multi_items():
+        if name == AUDIO_FIELD:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(f"'{name}' must be a plain field, not a file", details={"field": name})
+        if name in fields:
+            raise InvalidRequest(f"'{name}' is given more than once", details={"field": name})
+        if value != "":
+            fields[name] = value
+    return _validate(model, fields), upload
+
+
+def require_json(request: Request) -> None:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("application/json"):
+        raise UnsupportedMediaType("send text jobs as application/json")

@@ -1,0 +1,59 @@
+"""How a stored job is shown to clients."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.jobs import JobRecord, JobStatus
+
+API_PREFIX = "/api/v1"
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def job_path(job_id: str, *parts: str) -> str:
+    return "/".join([f"{API_PREFIX}/jobs/{job_id}", *parts])
+
+
+def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
+    base = base_url.rstrip("/")
+    links = {"self": base + job_path(record.id)}
+    result: dict[str, Any] | None = None
+    if record.status is JobStatus.SUCCEEDED and record.result is not None:
+        result = {"text": record.result.get("text", ""), "audio": None}
+        audio = record.result.get("audio")
+        if audio:
+            links["audio"] = base + job_path(record.id, "audio")
+            result["audio"] = {
+                "url": links["audio"],
+                "format": audio["format"],
+                "sample_rate": audio["sample_rate"],
+                "duration_s": audio["duration_s"],
+            }
+    total = record.progress_total
+    done = record.progress_done
+    fraction = 1.0 if record.status is JobStatus.SUCCEEDED else (done / total if total else 0.0)
+    options: dict[str, Any] = {"output_format": record.output_format}
+    if record.speaker_id is not None:
+        options["speaker_id"] = record.speaker_id
+    return {
+        "id": record.id,
+        "task": record.task.value,
+        "status": record.status.value,
+        "src_lang": record.src_lang,
+        "tgt_lang": record.tgt_lang,
+        "options": options,
+        "input": record.input_meta,
+        "created_at": iso(record.created_at),
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
+        "progress": {"done": done, "total": total, "fraction": round(fraction, 4)},
+        "result": result,
+        "error": record.error.model_dump() if record.error else None,
+        "links": links,
+    }

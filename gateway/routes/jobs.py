@@ -1,0 +1,152 @@
+"""The async job API: submit, poll, download."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from gateway.body import form_fields, read_form, read_json
+from gateway.deps import ServicesDep
+from gateway.presenters import job_to_api
+from gateway.schemas import ErrorEnvelope, JobOut, SpeechJobForm, TextJobRequest
+from gateway.services import Services
+from gateway.submission import JobSpec, JobSubmitter
+from shared.audio import CONTENT_TYPES
+from shared.errors import JobNotFound, M4TError, UnsupportedMediaType
+from shared.jobs import JobRecord, JobStatus
+from shared.tasks import Task
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": text}
+    for code, text in {
+        404: "Unknown job",
+        409: "Not in a state that allows this",
+        413: "Upload, audio or text over the limit",
+        415: "Not a supported media type",
+        422: "Invalid request (unknown task, missing field, empty text, unsupported language, undecodable audio)",
+        503: "Redis or storage unreachable; retry after `Retry-After` seconds",
+    }.items()
+}
+
+
+class ResultNotReady(M4TError):
+    code = "result_not_ready"
+    status_code = 409
+
+
+class NoAudio(M4TError):
+    code = "no_audio"
+    status_code = 404
+
+
+def multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema["properties"]["audio_file"] = {"type": "string", "format": "binary", "description": "The audio"}
+    schema["required"] = [*schema.get("required", []), "audio_file"]
+    return schema
+
+
+JOB_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": TextJobRequest.model_json_schema()},
+            "multipart/form-data": {"schema": multipart_schema(SpeechJobForm)},
+        },
+    }
+}
+
+
+async def load_job(services: Services, job_id: str) -> JobRecord:
+    record = await run_in_threadpool(services.store.get, job_id) if _JOB_ID.match(job_id) else None
+    if record is None:
+        raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
+    return record
+
+
+def accepted(record: JobRecord, request: Request, **extra_headers: str) -> JSONResponse:
+    body = job_to_api(record, str(request.base_url))
+    headers = {"Location": body["links"]["self"], **extra_headers}
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses=ERROR_RESPONSES,
+    openapi_extra=JOB_REQUEST_BODY,
+    summary="Submit a job",
+    description="JSON body for text input (t2tt, t2st); multipart form with `audio_file` for speech input "
+    "(s2st, s2tt). Answers 202 with the job and a `Location` to poll.",
+)
+async def create_job(request: Request, services: ServicesDep) -> JSONResponse:
+    submitter = JobSubmitter(services)
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        form = await read_form(request)
+        try:
+            fields, upload = form_fields(form, SpeechJobForm)
+            spec = JobSpec(Task(fields.task), fields.tgt_lang, fields.src_lang, fields.speaker_id, fields.output_format)
+            record = await run_in_threadpool(
+                submitter.submit_audio, spec, upload.file, filename=upload.filename, size=upload.size or 0
+            )
+        finally:
+            await form.close()
+    elif content_type.startswith("application/json"):
+        body = await read_json(request, TextJobRequest)
+        spec = JobSpec(Task(body.task), body.tgt_lang, body.src_lang, body.speaker_id, body.output_format)
+        record = await run_in_threadpool(submitter.submit_text, spec, body.text)
+    else:
+        raise UnsupportedMediaType(
+            "send application/json for text jobs, or multipart/form-data with 'audio_file' for speech jobs"
+        )
+    return accepted(record, request)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES, summary="Get a job")
+async def get_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    record = await load_job(services, job_id)
+    return job_to_api(record, str(request.base_url))
+
+
+@router.get(
+    "/jobs/{job_id}/audio",
+    responses={
+        **ERROR_RESPONSES,
+        200: {"content": {mime: {} for mime in CONTENT_TYPES.values()}, "description": "The output audio"},
+    },
+    response_class=StreamingResponse,
+    summary="Download a job's output audio",
+)
+async def get_job_audio(job_id: str, services: ServicesDep) -> StreamingResponse:
+    record = await load_job(services, job_id)
+    if not record.task.speech_output:
+        raise NoAudio(f"a {record.task.value} job has no audio output", details={"job_id": job_id})
+    if record.status is not JobStatus.SUCCEEDED or not record.result or not record.result.get("audio"):
+        raise ResultNotReady(
+            f"the job is {record.status.value}; its audio is available once it has succeeded",
+            details={"job_id": job_id},
+        )
+    audio = record.result["audio"]
+    key: str = audio["key"]
+    size = await run_in_threadpool(services.storage.size, key)
+    stream = await run_in_threadpool(services.storage.open_stream, key)
+    fmt = audio["format"]
+    return StreamingResponse(
+        stream,
+        media_type=CONTENT_TYPES[fmt],
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="{job_id}.{fmt}"',
+        },
+    )

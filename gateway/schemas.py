@@ -1,0 +1,165 @@
+"""Request and response models of the public API (they are also its OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OutputFormat = Literal["wav", "flac", "ogg", "mp3"]
+TextTask = Literal["t2tt", "t2st"]
+SpeechTask = Literal["s2st", "s2tt"]
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class JobOptions(_Strict):
+    speaker_id: int | None = Field(default=None, ge=0, le=10_000, description="Vocoder voice (speech output)")
+    output_format: OutputFormat = Field(default="wav", description="Audio format of speech output")
+
+
+class TextJobRequest(JobOptions):
+    """``POST /api/v1/jobs`` with a JSON body: a text-input job."""
+
+    task: TextTask
+    text: str = Field(description="Text to translate")
+    src_lang: str = Field(min_length=1, max_length=16, description="Source language code, e.g. fra")
+    tgt_lang: str = Field(min_length=1, max_length=16, description="Target language code, e.g. eng")
+
+
+class SpeechJobForm(JobOptions):
+    """``POST /api/v1/jobs`` as multipart form: a speech-input job (the file goes in ``audio_file``)."""
+
+    task: SpeechTask
+    src_lang: str | None = Field(default=None, max_length=16, description="Optional: speech needs no source language")
+    tgt_lang: str = Field(min_length=1, max_length=16)
+
+
+class SeedTextRequest(JobOptions):
+    """The seed API's text body: ``{"text": ..., "src_lang": ..., "tgt_lang": ...}``."""
+
+    text: str
+    src_lang: str = Field(min_length=1, max_length=16)
+    tgt_lang: str = Field(min_length=1, max_length=16)
+
+
+class SeedSpeechForm(JobOptions):
+    src_lang: str | None = Field(default=None, max_length=16)
+    tgt_lang: str = Field(min_length=1, max_length=16)
+
+
+# Responses ---------------------------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+    valid: list[str] | None = None
+    job_id: str | None = None
+    limit: float | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+    fraction: float
+
+
+class AudioResult(BaseModel):
+    url: str
+    format: OutputFormat
+    sample_rate: int
+    duration_s: float
+
+
+class JobResult(BaseModel):
+    text: str
+    audio: AudioResult | None = None
+
+
+class JobErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+class JobOut(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    task: Literal["s2st", "s2tt", "t2st", "t2tt"]
+    status: JobStatusName
+    src_lang: str | None
+    tgt_lang: str
+    options: dict[str, Any]
+    input: dict[str, Any]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    progress: Progress
+    result: JobResult | None
+    error: JobErrorOut | None
+    links: dict[str, str]
+
+
+class LanguageOut(BaseModel):
+    code: str
+    name: str
+
+
+class TaskLanguages(BaseModel):
+    source: Literal["speech_input", "text_input"]
+    target: Literal["text_output", "speech_output"]
+    source_required: bool
+    sources: list[str]
+    targets: list[str]
+
+
+class LanguagesOut(BaseModel):
+    from_model: bool = Field(description="True when the lists come from a loaded model (a worker reported them)")
+    modalities: dict[str, list[LanguageOut]]
+    tasks: dict[str, TaskLanguages]
+    aliases: dict[str, str]
+
+
+class GpuMemoryOut(BaseModel):
+    total: float
+    free: float
+    used: float
+
+
+class ServiceHealth(BaseModel):
+    model_loaded: bool
+    device: str | None
+    workers: int
+
+
+class WorkerOut(BaseModel):
+    name: str
+    device: str
+    model: str
+    dtype: str
+    gpu_memory: GpuMemoryOut | None
+    jobs_done: int
+    jobs_failed: int
+    current_job: str | None
+    last_error: str | None
+    seen_s_ago: float
+
+
+class HealthOut(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    model_loaded: bool
+    device: str | None
+    gpu_available: bool
+    gpu_memory: GpuMemoryOut | None
+    services: dict[str, ServiceHealth]
+    workers: list[WorkerOut]
+    queue_depth: int | None
+    checks: dict[str, str]
+    version: str

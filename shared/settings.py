@@ -1,0 +1,191 @@
+"""Settings, read once per process from ``M4T_*`` environment variables (or a ``.env`` file) and passed in.
+
+One class per process kind, built on a shared base: ``GatewaySettings`` for the API, ``WorkerSettings`` for the
+inference worker, ``ServeSettings`` for ``m4t serve`` (the one-machine stack, which needs both). Every field has
+a docstring: ``m4t settings`` prints them as the README's table.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
+
+
+class CommonSettings(BaseSettings):
+    """What every process needs: where Redis and storage are, and how jobs live."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="M4T_",
+        env_file=".env",
+        extra="ignore",
+        use_attribute_docstrings=True,
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis: the Celery broker, the job store and worker heartbeats."""
+
+    data_dir: Path = Path("data")
+    """Local state folder: the embedded Redis, local storage and the tiny model's cache live under it."""
+
+    storage_url: str = ""
+    """Where audio and results go: `s3://bucket` (MinIO/S3) or `file:///path`. Empty: `file://<data_dir>/storage`."""
+
+    s3_endpoint: str | None = None
+    """S3/MinIO endpoint as `host:port` (for `s3://` storage)."""
+
+    s3_access_key: str | None = None
+    """S3/MinIO access key."""
+
+    s3_secret_key: str | None = None
+    """S3/MinIO secret key."""
+
+    s3_secure: bool = False
+    """Use TLS to reach S3/MinIO."""
+
+    s3_region: str | None = None
+    """S3 region, when the server needs one."""
+
+    inference_queue: str = "m4t.inference"
+    """Celery queue of inference jobs; only model workers consume it."""
+
+    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    """How long job records and their files are kept after creation (seconds)."""
+
+    job_lease_s: float = Field(default=30.0, gt=0)
+    """A running job's lease: a worker renews it while it works; when it lapses the job is requeued (seconds)."""
+
+    visibility_timeout_s: int = Field(default=6 * 3600, ge=1)
+    """Redis broker visibility timeout: larger than the longest job, so Celery never hands a live job to a
+    second worker. Crashed workers' jobs come back through the job lease instead (seconds)."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    """How many times a job may be started before it fails with `too_many_attempts` (crash-loop guard)."""
+
+    @property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return f"file://{(self.data_dir / 'storage').resolve()}"
+
+
+class GatewaySettings(CommonSettings):
+    """The FastAPI gateway."""
+
+    api_host: str = "127.0.0.1"
+    """Address the API binds to."""
+
+    api_port: int = Field(default=8000, validation_alias=AliasChoices("M4T_API_PORT", "FASTAPI_PORT"))
+    """Port of the API."""
+
+    max_upload_mb: float = Field(default=500.0, gt=0)
+    """Largest audio upload accepted (MiB); bigger uploads are refused with 413 while streaming."""
+
+    max_text_chars: int = Field(
+        default=200_000, ge=1, validation_alias=AliasChoices("M4T_MAX_TEXT_CHARS", "MAX_TEXT_LENGTH")
+    )
+    """Longest text accepted (characters)."""
+
+    max_audio_s: float = Field(default=4 * 3600.0, gt=0)
+    """Longest audio accepted (seconds), read from the file's header at submission."""
+
+    sync_wait_s: float = Field(default=60.0, ge=0)
+    """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""
+
+
+class WorkerSettings(CommonSettings):
+    """An inference worker: one resident model on one device."""
+
+    model: str = Field(default=DEFAULT_MODEL, validation_alias=AliasChoices("M4T_MODEL", "MODEL_NAME"))
+    """Model to load: a hub id, a local folder, or `tiny` (a small random checkpoint built locally, for demos)."""
+
+    device: str = "auto"
+    """`auto` (cuda if available, else cpu), `cpu`, `cuda` or `cuda:N`."""
+
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    """`auto` (fp16 on CUDA, fp32 on CPU), or `fp32`, `fp16`, `bf16`."""
+
+    num_threads: int | None = Field(default=None, ge=1)
+    """CPU threads for torch (default: torch's own choice)."""
+
+    batch_size: int = Field(default=8, ge=1)
+    """Most items (segments, chunks) per generate call."""
+
+    text_num_beams: int = Field(default=5, ge=1)
+    """Beam size of text decoding (Meta's `m4t_predict` default: 5)."""
+
+    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    """Block repeated n-grams of this size in text decoding; 0 = off (Meta's default; 4 when turned on there)."""
+
+    max_len_a: float = Field(default=1.0, ge=0)
+    """Text output length bound `a * source_length + b` (Meta's `max_len_a`: 1)."""
+
+    max_len_b: int = Field(default=200, ge=1)
+    """Text output length bound `a * source_length + b` (Meta's `max_len_b`: 200)."""
+
+    max_new_tokens: int = Field(default=1024, ge=1)
+    """Hard cap on generated text tokens per item, whatever the input length."""
+
+    default_speaker_id: int = Field(default=0, ge=0)
+    """Vocoder speaker used when a request names none."""
+
+    gpu_cleanup_interval: int = Field(
+        default=5, ge=0, validation_alias=AliasChoices("M4T_GPU_CLEANUP_INTERVAL", "GPU_CLEANUP_INTERVAL")
+    )
+    """Empty the CUDA cache every N jobs (0 = never)."""
+
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    """How often a worker publishes its heartbeat (seconds)."""
+
+    worker_name: str = Field(default_factory=lambda: f"worker@{socket.gethostname()}")
+    """Name of this worker in heartbeats and Flower."""
+
+    use_gpu: bool | None = Field(default=None, validation_alias=AliasChoices("M4T_USE_GPU", "USE_GPU"))
+    """The seed's `USE_GPU`: false forces `M4T_DEVICE=cpu` (prefer M4T_DEVICE)."""
+
+    @model_validator(mode="after")
+    def _apply_use_gpu(self) -> WorkerSettings:
+        if self.use_gpu is False and self.device == "auto":
+            object.__setattr__(self, "device", "cpu")
+        return self
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        raise ValueError("device must be auto, cpu, cuda or cuda:N")
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+class ServeSettings(GatewaySettings, WorkerSettings):
+    """`m4t serve`: the whole stack on one machine."""
+
+    flower_port: int = 5555
+    """Port of Flower (Celery monitoring)."""
+
+    flower_user: str = "admin"
+    """Flower basic-auth user."""
+
+    flower_password: str | None = None
+    """Flower basic-auth password (generated and printed at start-up when empty)."""
+
+
+SETTINGS_CLASSES: tuple[type[CommonSettings], ...] = (
+    CommonSettings,
+    GatewaySettings,
+    WorkerSettings,
+    ServeSettings,
+)

@@ -1,0 +1,25 @@
+"""The README stays true: its settings table is the one the code generates, and it shows the set-up commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from shared.settings_doc import settings_markdown
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_settings_table_is_generated_from_the_code() -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- settings:start[^>]*-->\n(.*?)\n<!-- settings:end -->", text, re.S)
+    assert match, "README lost its settings markers"
+    assert match.group(1).strip() == settings_markdown().strip(), "run: m4t settings, and paste it into README.md"
+
+
+def test_readme_shows_the_two_set_up_commands_and_the_seed_examples() -> None:
+    text = README.read_text()
+    assert "make run" in text
+    assert "make test" in text
+    for endpoint in ("s2st", "s2tt", "t2st", "t2tt"):
+        assert f'curl -X POST "http://localhost:8000/api/v1/{endpoint}"' in text

@@ -1,0 +1,151 @@
+"""The job store against a real Redis: claims, leases, finishing, requeueing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from shared.errors import InvalidAudio
+from shared.jobs import ClaimOutcome, JobRecord, JobStatus, JobStore, new_job_id
+from shared.reaper import requeue_orphaned_jobs
+from shared.redis_client import sync_redis
+from shared.tasks import Task
+
+
+@pytest.fixture
+def store(redis_url: str) -> JobStore:
+    return JobStore(sync_redis(redis_url), result_ttl_s=3600)
+
+
+def make_job(store: JobStore, **overrides: object) -> JobRecord:
+    fields: dict[str, object] = {
+        "id": new_job_id(),
+        "task": Task.T2TT,
+        "status": JobStatus.QUEUED,
+        "tgt_lang": "eng",
+        "src_lang": "fra",
+        "input_key": "jobs/x/input/text.txt",
+        "created_at": time.time(),
+    }
+    fields.update(overrides)
+    record = JobRecord.model_validate(fields)
+    store.create(record)
+    return record
+
+
+def claim(store: JobStore, job_id: str, token: str, lease_s: float = 5.0, max_attempts: int = 3) -> ClaimOutcome:
+    return store.claim(job_id, token=token, worker="w", lease_s=lease_s, max_attempts=max_attempts)
+
+
+def test_record_round_trips(store: JobStore) -> None:
+    record = make_job(store, speaker_id=3, output_format="flac", input_meta={"chars": 12})
+    loaded = store.get(record.id)
+    assert loaded is not None
+    assert loaded.model_dump() == record.model_dump()
+
+
+def test_unknown_job_is_none(store: JobStore) -> None:
+    assert store.get(new_job_id()) is None
+    assert claim(store, new_job_id(), "t") is ClaimOutcome.MISSING
+
+
+def test_only_one_claim_wins_while_the_lease_lives(store: JobStore) -> None:
+    job = make_job(store)
+    assert claim(store, job.id, "a") is ClaimOutcome.CLAIMED
+    assert claim(store, job.id, "b") is ClaimOutcome.BUSY
+    running = store.get(job.id)
+    assert running is not None
+    assert running.status is JobStatus.RUNNING
+    assert running.attempts == 1
+    assert running.started_at is not None
+
+
+def test_a_finished_job_is_never_run_again(store: JobStore) -> None:
+    job = make_job(store)
+    assert claim(store, job.id, "a") is ClaimOutcome.CLAIMED
+    assert store.succeed(job.id, token="a", result={"text": "hello"})
+    assert claim(store, job.id, "b") is ClaimOutcome.FINISHED
+    done = store.get(job.id)
+    assert done is not None
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.result == {"text": "hello"}
+    assert done.finished_at is not None
+
+
+def test_only_the_lease_holder_can_finish(store: JobStore) -> None:
+    job = make_job(store)
+    claim(store, job.id, "a")
+    assert not store.succeed(job.id, token="intruder", result={"text": "x"})
+    assert store.fail(job.id, token="a", error=InvalidAudio("bad audio"))
+    failed = store.get(job.id)
+    assert failed is not None
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None
+    assert (failed.error.code, failed.error.message) == ("invalid_audio", "bad audio")
+
+
+def test_lease_renewal_keeps_the_job_and_a_lapsed_lease_lets_it_go(store: JobStore) -> None:
+    job = make_job(store)
+    claim(store, job.id, "a", lease_s=0.3)
+    assert store.renew_lease(job.id, token="a", lease_s=0.3)
+    assert not store.renew_lease(job.id, token="b", lease_s=0.3)
+    time.sleep(0.45)
+    assert not store.renew_lease(job.id, token="a", lease_s=0.3)
+    assert claim(store, job.id, "b") is ClaimOutcome.CLAIMED
+
+
+def test_reaper_requeues_only_jobs_whose_lease_lapsed(store: JobStore) -> None:
+    alive = make_job(store)
+    dead = make_job(store)
+    claim(store, alive.id, "a", lease_s=30)
+    claim(store, dead.id, "b", lease_s=0.2)
+    time.sleep(0.35)
+    sent: list[str] = []
+    requeued = requeue_orphaned_jobs(store, lambda message: sent.append(message.job_id))
+    assert requeued == [dead.id]
+    assert sent == [dead.id]
+    again = store.get(dead.id)
+    assert again is not None
+    assert again.status is JobStatus.QUEUED
+    assert requeue_orphaned_jobs(store, lambda message: sent.append(message.job_id)) == []
+
+
+def test_crash_loops_end_after_max_attempts(store: JobStore) -> None:
+    job = make_job(store)
+    for token in ("a", "b"):
+        assert claim(store, job.id, token, lease_s=0.1, max_attempts=2) is ClaimOutcome.CLAIMED
+        time.sleep(0.15)
+    assert claim(store, job.id, "c", max_attempts=2) is ClaimOutcome.EXHAUSTED
+    failed = store.get(job.id)
+    assert failed is not None
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.code == "too_many_attempts"
+
+
+def test_progress_and_status_changes_are_streamed(store: JobStore) -> None:
+    job = make_job(store)
+    claim(store, job.id, "a")
+    assert store.set_progress(job.id, token="a", done=1, total=3)
+    assert not store.set_progress(job.id, token="other", done=2, total=3)
+    store.succeed(job.id, token="a", result={"text": ""})
+    events = store.redis.xrange(f"m4t:job:{job.id}:events")
+    kinds = [fields["event"] for _, fields in events]
+    assert kinds == ["status", "status", "progress", "status"]
+    assert '"succeeded"' in events[-1][1]["data"]
+
+
+def test_records_expire(redis_url: str) -> None:
+    store = JobStore(sync_redis(redis_url), result_ttl_s=1)
+    job = make_job(store)
+    assert store.redis.ttl(f"m4t:job:{job.id}") in (0, 1)
+    time.sleep(1.2)
+    assert store.get(job.id) is None
+
+
+def test_unreachable_redis_raises_connection_error() -> None:
+    store = JobStore(sync_redis("redis://127.0.0.1:1/0"), result_ttl_s=60)
+    with pytest.raises(redis.ConnectionError):
+        store.get(new_job_id())

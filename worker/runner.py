@@ -1,0 +1,204 @@
+"""Runs one job end to end: claim it, read its input from storage, translate it in batches, write the outputs,
+record the outcome. Plain Python around the engine; the Celery task only decodes the message and calls ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.audio import CONTENT_TYPES, decode_audio, encode_audio
+from shared.errors import InferenceFailed, M4TError
+from shared.jobs import ClaimOutcome, JobStore
+from shared.messages import JobMessage, output_key
+from shared.storage import Storage
+from worker.engine import Item, ItemResult, SpeechItem, TextItem, TranslationEngine
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+class JobCancelled(Exception):
+    """Cancellation was requested while the job ran; raised at a batch boundary."""
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over (our lease lapsed): stop without writing anything."""
+
+
+@dataclass
+class WorkerStats:
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    current_job: str | None = None
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LeaseKeeper:
+    """Renews a job's lease in the background while the job runs."""
+
+    def __init__(self, store: JobStore, job_id: str, token: str, lease_s: float) -> None:
+        self._store, self._job_id, self._token, self._lease_s = store, job_id, token, lease_s
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{job_id[:8]}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._lease_s / 3):
+            try:
+                if not self._store.renew_lease(self._job_id, token=self._token, lease_s=self._lease_s):
+                    log.warning("job %s: lease lost", self._job_id)
+                    self.lost.set()
+                    return
+            except Exception:
+                log.warning("job %s: could not renew the lease", self._job_id, exc_info=True)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        engine: TranslationEngine,
+        store: JobStore,
+        storage: Storage,
+        *,
+        worker_name: str,
+        lease_s: float,
+        max_attempts: int,
+        batch_size: int,
+        stats: WorkerStats | None = None,
+        after_job: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.storage = storage
+        self.worker_name = worker_name
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self.stats = stats or WorkerStats()
+        self._after_job = after_job
+
+    def run(self, message: JobMessage) -> str:
+        """Run the job if nobody else has or does; returns what happened (for logs and tests)."""
+        token = uuid.uuid4().hex
+        outcome = self.store.claim(
+            message.job_id,
+            token=token,
+            worker=self.worker_name,
+            lease_s=self.lease_s,
+            max_attempts=self.max_attempts,
+        )
+        if outcome is not ClaimOutcome.CLAIMED:
+            log.info("job %s: %s, nothing to do", message.job_id, outcome.value)
+            return outcome.value
+        with self.stats.lock:
+            self.stats.current_job = message.job_id
+        try:
+            with LeaseKeeper(self.store, message.job_id, token, self.lease_s) as lease:
+                return self._run_claimed(message, token, lease)
+        finally:
+            with self.stats.lock:
+                self.stats.current_job = None
+            if self._after_job:
+                self._after_job()
+
+    def _run_claimed(self, message: JobMessage, token: str, lease: LeaseKeeper) -> str:
+        job_id = message.job_id
+        try:
+            result = self._execute(message, token, lease)
+        except LeaseLost:
+            return "lease_lost"
+        except JobCancelled:
+            self.storage.delete_prefix(output_key(job_id, ""))
+            self.store.mark_cancelled(job_id, token=token)
+            log.info("job %s: cancelled", job_id)
+            return "cancelled"
+        except M4TError as exc:
+            self._record_failure(job_id, token, exc)
+            return "failed"
+        except Exception as exc:
+            log.exception("job %s: unexpected failure", job_id)
+            self._record_failure(job_id, token, InferenceFailed("the job failed unexpectedly"), cause=exc)
+            return "failed"
+        if self.store.succeed(job_id, token=token, result=result):
+            with self.stats.lock:
+                self.stats.jobs_done += 1
+            log.info("job %s: succeeded", job_id)
+            return "succeeded"
+        return "lease_lost"
+
+    def _record_failure(self, job_id: str, token: str, error: M4TError, cause: Exception | None = None) -> None:
+        self.storage.delete_prefix(output_key(job_id, ""))
+        self.store.fail(job_id, token=token, error=error)
+        with self.stats.lock:
+            self.stats.jobs_failed += 1
+            self.stats.last_error = f"{error.code}: {type(cause).__name__ if cause else error.message}"
+        log.info("job %s: failed (%s)", job_id, error.code)
+
+    def _execute(self, message: JobMessage, token: str, lease: LeaseKeeper) -> dict[str, Any]:
+        items = self._load_items(message)
+        results = self._translate(message, token, lease, items)
+        return self._write_outputs(message, results)
+
+    def _load_items(self, message: JobMessage) -> list[Item]:
+        data = self.storage.get_bytes(message.input_key)
+        if message.task.speech_input:
+            return [SpeechItem(decode_audio(data))]
+        if message.src_lang is None:
+            raise InferenceFailed("text job without a source language")
+        return [TextItem(text=data.decode("utf-8"), src_lang=message.src_lang)]
+
+    def _translate(
+        self, message: JobMessage, token: str, lease: LeaseKeeper, items: Sequence[Item]
+    ) -> list[ItemResult]:
+        results: list[ItemResult] = []
+        total = len(items)
+        self.store.set_progress(message.job_id, token=token, done=0, total=total)
+        for start in range(0, total, self.batch_size):
+            self._check_still_ours(message.job_id, lease)
+            batch = items[start : start + self.batch_size]
+            results.extend(
+                self.engine.translate(message.task, batch, tgt_lang=message.tgt_lang, speaker_id=message.speaker_id)
+            )
+            self.store.set_progress(message.job_id, token=token, done=len(results), total=total)
+        self._check_still_ours(message.job_id, lease)
+        return results
+
+    def _check_still_ours(self, job_id: str, lease: LeaseKeeper) -> None:
+        if lease.lost.is_set():
+            raise LeaseLost()
+        if self.store.cancel_requested(job_id):
+            raise JobCancelled()
+
+    def _write_outputs(self, message: JobMessage, results: Sequence[ItemResult]) -> dict[str, Any]:
+        text = " ".join(r.text for r in results if r.text)
+        result: dict[str, Any] = {"text": text}
+        if message.task.speech_output:
+            waves = [r.waveform for r in results if r.waveform is not None]
+            wave = np.concatenate(waves) if waves else np.zeros(0, dtype=np.float32)
+            fmt = message.output_format
+            key = output_key(message.job_id, f"audio.{fmt}")
+            self.storage.put_bytes(key, encode_audio(wave, fmt), content_type=CONTENT_TYPES[fmt])
+            result["audio"] = {
+                "key": key,
+                "format": fmt,
+                "sample_rate": SAMPLE_RATE,
+                "duration_s": round(len(wave) / SAMPLE_RATE, 3),
+            }
+        return result

@@ -13,12 +13,14 @@ laid out for the real unit vocabulary (see ``build_full_size_model``).
 What is measured, for each task, dtype and beam count (the same item repeated: a text of about 22 tokens or a
 French speech clip; every item generates exactly ``--new-tokens`` tokens, checked on every call):
 
-- items/s at batch 1, 4 and 8, on a workload of 8 items: 8 single calls, 2 calls of 4, 1 call of 8
-  (each workload timed ``--repeats`` times, interleaved; the median is reported);
-- the latency of one item: the median of all the single calls of the batch-1 workloads (8 per repeat);
+- items/s at batch 1, 4 and 8, on a workload of 8 items: 8 single calls, 2 calls of 4, 1 call of 8, each
+  workload run ``--repeats`` times (interleaved: b1, b4, b8, b1, ...). Items/s at batch B is B over the median
+  time of one call of B items (8 / workload time when nothing else runs; a stray slow call, e.g. when another
+  process takes a core, does not drag the whole workload with it);
+- the latency of one item: the median of all the single calls (8 per repeat), so items/s at b1 = 1 / latency;
 - the batch-8 speedup: items/s at batch 8 over items/s at batch 1.
 
-One single call per task is run first and not timed (warm-up).
+One single call per task is run first and not timed (warm-up). The JSON keeps every call's time.
 
 Examples (from the repository root)::
 
@@ -271,7 +273,8 @@ class TaskResult:
     b8_speedup: float
     new_tokens_per_item: list[int]
     output_audio_s_per_item: float | None
-    latency_samples_s: list[float] = field(default_factory=list)
+    call_s: dict[str, list[float]] = field(default_factory=dict)
+    """Every timed call, per batch size."""
     workload_s: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -294,21 +297,20 @@ def measure_task(
 ) -> TaskResult:
     items = _items(task, text, speech)
     probe = GenerateProbe(engine)
-    latencies: list[float] = []
-    workloads: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
+    call_s: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
+    workload_s: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
     with probe.attached():
         _progress(f"  {task} warm-up: {_timed(engine, task, items[:1]):.2f} s")
         for repeat in range(repeats):
             for size in BATCH_SIZES:
                 calls = [_timed(engine, task, items[i : i + size]) for i in range(0, WORKLOAD, size)]
-                workloads[size].append(sum(calls))
-                if size == 1:
-                    latencies.extend(calls)
+                call_s[size].extend(calls)
+                workload_s[size].append(sum(calls))
                 _progress(
                     f"  {task} repeat {repeat + 1}/{repeats} batch {size}: {sum(calls):.2f} s for {WORKLOAD} items"
                     f" ({', '.join(f'{c:.2f}' for c in calls)})"
                 )
-    items_per_s = {f"b{size}": WORKLOAD / statistics.median(times) for size, times in workloads.items()}
+    items_per_s = {f"b{size}": size / statistics.median(times) for size, times in call_s.items()}
     tokens = sorted({n for record in probe.records for n in record.new_tokens})
     audio = [s for record in probe.records for s in record.audio_s]
     return TaskResult(
@@ -316,13 +318,13 @@ def measure_task(
         dtype=_dtype_name(engine.dtype),
         beams=beams,
         input=_describe_input(engine, task, text, speech),
-        latency_s=statistics.median(latencies),
+        latency_s=statistics.median(call_s[1]),
         items_per_s=items_per_s,
         b8_speedup=items_per_s["b8"] / items_per_s["b1"],
         new_tokens_per_item=tokens,
         output_audio_s_per_item=statistics.mean(audio) if audio else None,
-        latency_samples_s=[round(x, 4) for x in latencies],
-        workload_s={f"b{size}": [round(x, 4) for x in times] for size, times in workloads.items()},
+        call_s={f"b{size}": [round(x, 4) for x in times] for size, times in call_s.items()},
+        workload_s={f"b{size}": [round(x, 4) for x in times] for size, times in workload_s.items()},
     )
 
 
@@ -421,8 +423,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{machine['memory_gib']} GiB; torch {machine['torch']} with {machine['torch_threads']} threads, "
         f"transformers {machine['transformers']}, Python {machine['python']}; "
         f"load average {machine['load_average_start']} at start, {machine.get('load_average_end')} at end.",
-        f"Decoding: exactly {settings['new_tokens']} new tokens per item; {settings['repeats']} repeat(s) of an "
-        f"{WORKLOAD}-item workload per batch size; target {TGT_LANG}.",
+        f"Decoding: exactly {settings['new_tokens']} new tokens per item, {TGT_LANG} target. "
+        f"{settings['repeats']} repeat(s) of an {WORKLOAD}-item workload per batch size; items/s at batch B = "
+        "B / median time of a B-item call; latency = median single call.",
         "",
         "| task | dtype | beams | input | 1-item latency (s) | items/s b1 | items/s b4 | items/s b8 | b8 speedup "
         "| new tokens/item | out audio (s/item) |",
@@ -482,8 +485,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=3,
-        help="times each 8-item workload is run per batch size; the latency is the median of the 8 x REPEATS "
-        "single calls (default: %(default)s)",
+        help="times each 8-item workload is run per batch size; the latency and items/s come from the median "
+        "call (8 x REPEATS single calls, 2 x REPEATS calls of 4, REPEATS calls of 8) (default: %(default)s)",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: all usable cores of this machine)"

@@ -26,6 +26,9 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
     result: dict[str, Any] | None = None
     if record.status is JobStatus.SUCCEEDED and record.result is not None:
         result = {"text": record.result.get("text", ""), "audio": None}
+        if "segments" in record.result:
+            result["segments"] = record.result["segments"]
+            links["subtitles"] = base + job_path(record.id, "subtitles") + "?format=srt"
         audio = record.result.get("audio")
         if audio:
             links["audio"] = base + job_path(record.id, "audio")
@@ -41,6 +44,13 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
     options: dict[str, Any] = {"output_format": record.output_format}
     if record.speaker_id is not None:
         options["speaker_id"] = record.speaker_id
+    timings: dict[str, float] = {}
+    if record.started_at is not None:
+        timings["queued_s"] = round(record.started_at - record.created_at, 4)
+    if record.finished_at is not None and record.started_at is not None:
+        timings["run_s"] = round(record.finished_at - record.started_at, 4)
+    if record.result and "engine_s" in record.result:
+        timings["engine_s"] = record.result["engine_s"]
     return {
         "id": record.id,
         "task": record.task.value,
@@ -55,5 +65,6 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
         "progress": {"done": done, "total": total, "fraction": round(fraction, 4)},
         "result": result,
         "error": record.error.model_dump() if record.error else None,
+        "timings": timings,
         "links": links,
     }

@@ -78,9 +78,18 @@ class AudioResult(BaseModel):
     duration_s: float
 
 
+class Segment(BaseModel):
+    start_s: float = Field(description="Start in the source audio (seconds)")
+    end_s: float = Field(description="End in the source audio (seconds)")
+    text: str
+    output_start_s: float | None = Field(default=None, description="Start in the output audio (speech output)")
+    output_end_s: float | None = Field(default=None, description="End in the output audio (speech output)")
+
+
 class JobResult(BaseModel):
     text: str
     audio: AudioResult | None = None
+    segments: list[Segment] | None = Field(default=None, description="Speech input: the segments, in order")
 
 
 class JobErrorOut(BaseModel):
@@ -104,6 +113,9 @@ class JobOut(BaseModel):
     progress: Progress
     result: JobResult | None
     error: JobErrorOut | None
+    timings: dict[str, float] = Field(
+        description="queued_s (waiting for a worker), run_s (on the worker), engine_s (in the model)"
+    )
     links: dict[str, str]
 
 

@@ -83,8 +83,12 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
-    from shared.settings_doc import settings_markdown
+    from shared.settings_doc import settings_markdown, update_readme
 
+    if args.update:
+        changed = update_readme(Path(args.update))
+        print(f"{args.update}: {'updated' if changed else 'already up to date'}")
+        return 0
     print(settings_markdown())
     return 0
 
@@ -120,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.set_defaults(func=_cmd_tiny_model)
 
     settings = sub.add_parser("settings", help="print every M4T_* setting as a Markdown table")
+    settings.add_argument("--update", metavar="README", help="rewrite the table between the settings markers")
     settings.set_defaults(func=_cmd_settings)
     return parser
 

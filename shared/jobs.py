@@ -44,6 +44,13 @@ class JobStatus(StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class CancelOutcome(StrEnum):
+    MISSING = "missing"
+    CANCELLED = "cancelled"  # it was queued: cancelled now, it will never run
+    CANCELLING = "cancelling"  # it is running: it stops at its next batch boundary
+    FINISHED = "finished"  # already succeeded, failed or cancelled
+
+
 class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"
     MISSING = "missing"  # no such job (expired, or never existed)
@@ -259,6 +266,29 @@ return 1
 )
 
 
+_CANCEL_LUA = (
+    _EVENT_LUA
+    + """
+local job, events, running = KEYS[1], KEYS[2], KEYS[3]
+local now, maxlen = ARGV[1], ARGV[2]
+local status = redis.call('HGET', job, 'status')
+if not status then return 'missing' end
+if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return 'finished' end
+if status == 'queued' then
+  redis.call('HSET', job, 'status', 'cancelled', 'finished_at', now, 'cancel_requested', '1')
+  redis.call('SREM', running, redis.call('HGET', job, 'id'))
+  emit(events, 'status', cjson.encode({status='cancelled'}), maxlen)
+  return 'cancelled'
+end
+if redis.call('HGET', job, 'cancel_requested') ~= '1' then
+  redis.call('HSET', job, 'cancel_requested', '1')
+  emit(events, 'cancel_requested', cjson.encode({status=status}), maxlen)
+end
+return 'cancelling'
+"""
+)
+
+
 class JobStore:
     """Synchronous access to the job store (workers, the reaper, the CLI and the gateway's thread pool)."""
 
@@ -270,6 +300,7 @@ class JobStore:
         self._progress = client.register_script(_PROGRESS_LUA)
         self._finish = client.register_script(_FINISH_LUA)
         self._requeue = client.register_script(_REQUEUE_LUA)
+        self._cancel = client.register_script(_CANCEL_LUA)
 
     @property
     def redis(self) -> redis.Redis:
@@ -352,6 +383,13 @@ class JobStore:
                 ],
             )
         )
+
+    def request_cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a queued job at once; ask a running one to stop at its next batch boundary."""
+        outcome = self._cancel(
+            keys=[job_key(job_id), events_key(job_id), RUNNING_SET], args=[repr(time.time()), EVENTS_MAXLEN]
+        )
+        return CancelOutcome(_text(outcome))
 
     def cancel_requested(self, job_id: str) -> bool:
         return self._redis.hget(job_key(job_id), "cancel_requested") in (b"1", "1")

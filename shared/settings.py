@@ -119,6 +119,16 @@ class WorkerSettings(CommonSettings):
     batch_size: int = Field(default=8, ge=1)
     """Most items (segments, chunks) per generate call."""
 
+    segment_max_s: float = Field(default=20.0, ge=2.0, le=60.0)
+    """Longest speech segment given to the model (seconds): long audio is cut at pauses into segments this long at
+    most (Meta's advice: 15-20 s; the speech encoder has 4096 positions)."""
+
+    text_chunk_tokens: int = Field(default=160, ge=16, le=1000)
+    """Token budget of one text chunk: long text is split into sentences packed into chunks this long at most."""
+
+    max_output_pause_s: float = Field(default=2.0, ge=0)
+    """Longest pause kept between translated speech segments in speech output (seconds)."""
+
     text_num_beams: int = Field(default=5, ge=1)
     """Beam size of text decoding (Meta's `m4t_predict` default: 5)."""
 

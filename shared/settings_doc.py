@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from pydantic import AliasChoices
 from pydantic_core import PydanticUndefined
 
@@ -35,3 +38,15 @@ def settings_markdown() -> str:
                 seed = ", ".join(f"`{c}`" for c in field.validation_alias.choices if not str(c).startswith("M4T_"))
             rows.append(f"| `M4T_{name.upper()}` | {seed} | {default} | {_USED_BY[cls]} | {doc} |")
     return "\n".join(rows)
+
+
+_MARKERS = re.compile(r"(<!-- settings:start[^>]*-->\n).*?(<!-- settings:end -->)", re.S)
+
+
+def update_readme(path: Path) -> bool:
+    """Rewrite the table between the settings markers of ``path``; True when it changed."""
+    text = path.read_text()
+    updated = _MARKERS.sub(lambda m: m.group(1) + settings_markdown() + "\n" + m.group(2), text)
+    if updated != text:
+        path.write_text(updated)
+    return updated != text

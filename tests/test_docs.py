@@ -14,7 +14,7 @@ def test_readme_settings_table_is_generated_from_the_code() -> None:
     text = README.read_text()
     match = re.search(r"<!-- settings:start[^>]*-->\n(.*?)\n<!-- settings:end -->", text, re.S)
     assert match, "README lost its settings markers"
-    assert match.group(1).strip() == settings_markdown().strip(), "run: m4t settings, and paste it into README.md"
+    assert match.group(1).strip() == settings_markdown().strip(), "run: m4t settings --update README.md"
 
 
 def test_readme_shows_the_two_set_up_commands_and_the_seed_examples() -> None:

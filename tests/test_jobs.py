@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from shared.errors import InvalidAudio
-from shared.jobs import ClaimOutcome, JobRecord, JobStatus, JobStore, new_job_id
+from shared.jobs import CancelOutcome, ClaimOutcome, JobRecord, JobStatus, JobStore, new_job_id
 from shared.reaper import requeue_orphaned_jobs
 from shared.redis_client import sync_redis
 from shared.tasks import Task
@@ -149,3 +149,30 @@ def test_unreachable_redis_raises_connection_error() -> None:
     store = JobStore(sync_redis("redis://127.0.0.1:1/0"), result_ttl_s=60)
     with pytest.raises(redis.ConnectionError):
         store.get(new_job_id())
+
+
+def test_cancelling_a_queued_job_ends_it_at_once_and_it_never_runs(store: JobStore) -> None:
+    job = make_job(store)
+    assert store.request_cancel(job.id) is CancelOutcome.CANCELLED
+    cancelled = store.get(job.id)
+    assert cancelled is not None
+    assert cancelled.status is JobStatus.CANCELLED
+    assert claim(store, job.id, "a") is ClaimOutcome.FINISHED
+    assert store.request_cancel(job.id) is CancelOutcome.FINISHED
+    assert store.request_cancel(new_job_id()) is CancelOutcome.MISSING
+
+
+def test_cancelling_a_running_job_flags_it_for_its_worker(store: JobStore) -> None:
+    job = make_job(store)
+    claim(store, job.id, "a")
+    assert not store.cancel_requested(job.id)
+    assert store.request_cancel(job.id) is CancelOutcome.CANCELLING
+    assert store.request_cancel(job.id) is CancelOutcome.CANCELLING
+    assert store.cancel_requested(job.id)
+    running = store.get(job.id)
+    assert running is not None
+    assert running.status is JobStatus.RUNNING
+    assert store.mark_cancelled(job.id, token="a")
+    done = store.get(job.id)
+    assert done is not None
+    assert done.status is JobStatus.CANCELLED

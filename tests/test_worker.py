@@ -3,6 +3,7 @@ result and the job's state come out; redeliveries are no-ops; a worker killed mi
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+import soundfile as sf
 from services import RedisServer
 from stack import WorkerProcess, stack_env
 
@@ -196,3 +198,22 @@ def test_worker_refuses_to_start_without_a_model(tmp_path: Path) -> None:
         assert "does not exist" in log and "Traceback" not in log
         with redis.Redis.from_url(server.url) as client:
             assert client.keys("m4t:worker:*") == []
+
+
+def test_a_running_job_stops_at_a_batch_boundary_when_cancelled(e2e: tuple[Harness, WorkerProcess]) -> None:
+    harness, _ = e2e
+    clip = decode_audio(DATA / "utt_fr.ogg")
+    pause = np.zeros(24_000, dtype=np.float32)
+    wave = np.concatenate([np.concatenate([clip, pause]) for _ in range(120)])
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, 16_000, format="FLAC")
+    job_id = harness.submit(Task.S2ST, audio=buffer.getvalue())
+    deadline = time.monotonic() + 120
+    while (record := harness.store.get(job_id)) is None or record.progress_done == 0:
+        assert time.monotonic() < deadline, "the job never made progress"
+        time.sleep(0.01)
+    assert harness.store.request_cancel(job_id).value == "cancelling"
+    record = harness.wait(job_id)
+    assert record.status is JobStatus.CANCELLED
+    assert 0 < record.progress_done < record.progress_total == 120
+    assert list(harness.storage.list_keys(f"jobs/{job_id}/output/")) == []

@@ -328,6 +328,11 @@ class TranslationEngine:
         decoded = self.processor.batch_decode(sequences, skip_special_tokens=True)
         return [text.strip() for text in decoded]
 
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` in model tokens (without the language and end tokens)."""
+        with self._lock:
+            return len(self.processor.tokenizer.tokenize(text))
+
     def gpu_memory_gib(self) -> tuple[float, float, float] | None:
         """(total, free, used) GiB of this engine's GPU, or None on CPU."""
         if self.device.type != "cuda":

@@ -22,7 +22,9 @@ from shared.storage import storage_from_url
 from shared.tasks import Task
 from shared.workers import GpuMemory, Heartbeat, WorkerRegistry
 from worker.engine import TranslationEngine, dtype_name
+from worker.pipeline import PipelineOptions, TranslationPipeline
 from worker.runner import JobRunner, WorkerStats
+from worker.segmentation import SpeechSegmenter
 from worker.tasks import register_inference_tasks
 
 log = logging.getLogger(__name__)
@@ -55,14 +57,23 @@ def run_inference_worker(settings: WorkerSettings, *, queues: list[str] | None =
             engine.release_cached_memory()
             jobs_since_cleanup = 0
 
-    runner = JobRunner(
+    pipeline = TranslationPipeline(
         engine,
+        storage,
+        SpeechSegmenter(max_segment_s=settings.segment_max_s),
+        PipelineOptions(
+            batch_size=settings.batch_size,
+            text_chunk_tokens=settings.text_chunk_tokens,
+            max_output_pause_s=settings.max_output_pause_s,
+        ),
+    )
+    runner = JobRunner(
+        pipeline,
         store,
         storage,
         worker_name=settings.worker_name,
         lease_s=settings.job_lease_s,
         max_attempts=settings.max_attempts,
-        batch_size=settings.batch_size,
         stats=stats,
         after_job=after_job,
     )

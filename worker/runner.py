@@ -7,22 +7,17 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from shared.audio import CONTENT_TYPES, decode_audio, encode_audio
 from shared.errors import InferenceFailed, M4TError
 from shared.jobs import ClaimOutcome, JobStore
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
-from worker.engine import Item, ItemResult, SpeechItem, TextItem, TranslationEngine
+from worker.pipeline import JobContext, TranslationPipeline
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
 
 
 class JobCancelled(Exception):
@@ -73,24 +68,22 @@ class LeaseKeeper:
 class JobRunner:
     def __init__(
         self,
-        engine: TranslationEngine,
+        pipeline: TranslationPipeline,
         store: JobStore,
         storage: Storage,
         *,
         worker_name: str,
         lease_s: float,
         max_attempts: int,
-        batch_size: int,
         stats: WorkerStats | None = None,
         after_job: Callable[[], None] | None = None,
     ) -> None:
-        self.engine = engine
+        self.pipeline = pipeline
         self.store = store
         self.storage = storage
         self.worker_name = worker_name
         self.lease_s = lease_s
         self.max_attempts = max_attempts
-        self.batch_size = batch_size
         self.stats = stats or WorkerStats()
         self._after_job = after_job
 
@@ -152,53 +145,13 @@ class JobRunner:
         log.info("job %s: failed (%s)", job_id, error.code)
 
     def _execute(self, message: JobMessage, token: str, lease: LeaseKeeper) -> dict[str, Any]:
-        items = self._load_items(message)
-        results = self._translate(message, token, lease, items)
-        return self._write_outputs(message, results)
+        def progress(done: int, total: int) -> None:
+            self.store.set_progress(message.job_id, token=token, done=done, total=total)
 
-    def _load_items(self, message: JobMessage) -> list[Item]:
-        data = self.storage.get_bytes(message.input_key)
-        if message.task.speech_input:
-            return [SpeechItem(decode_audio(data))]
-        if message.src_lang is None:
-            raise InferenceFailed("text job without a source language")
-        return [TextItem(text=data.decode("utf-8"), src_lang=message.src_lang)]
+        def checkpoint() -> None:
+            if lease.lost.is_set():
+                raise LeaseLost()
+            if self.store.cancel_requested(message.job_id):
+                raise JobCancelled()
 
-    def _translate(
-        self, message: JobMessage, token: str, lease: LeaseKeeper, items: Sequence[Item]
-    ) -> list[ItemResult]:
-        results: list[ItemResult] = []
-        total = len(items)
-        self.store.set_progress(message.job_id, token=token, done=0, total=total)
-        for start in range(0, total, self.batch_size):
-            self._check_still_ours(message.job_id, lease)
-            batch = items[start : start + self.batch_size]
-            results.extend(
-                self.engine.translate(message.task, batch, tgt_lang=message.tgt_lang, speaker_id=message.speaker_id)
-            )
-            self.store.set_progress(message.job_id, token=token, done=len(results), total=total)
-        self._check_still_ours(message.job_id, lease)
-        return results
-
-    def _check_still_ours(self, job_id: str, lease: LeaseKeeper) -> None:
-        if lease.lost.is_set():
-            raise LeaseLost()
-        if self.store.cancel_requested(job_id):
-            raise JobCancelled()
-
-    def _write_outputs(self, message: JobMessage, results: Sequence[ItemResult]) -> dict[str, Any]:
-        text = " ".join(r.text for r in results if r.text)
-        result: dict[str, Any] = {"text": text}
-        if message.task.speech_output:
-            waves = [r.waveform for r in results if r.waveform is not None]
-            wave = np.concatenate(waves) if waves else np.zeros(0, dtype=np.float32)
-            fmt = message.output_format
-            key = output_key(message.job_id, f"audio.{fmt}")
-            self.storage.put_bytes(key, encode_audio(wave, fmt), content_type=CONTENT_TYPES[fmt])
-            result["audio"] = {
-                "key": key,
-                "format": fmt,
-                "sample_rate": SAMPLE_RATE,
-                "duration_s": round(len(wave) / SAMPLE_RATE, 3),
-            }
-        return result
+        return self.pipeline.run(message, JobContext(progress, checkpoint))

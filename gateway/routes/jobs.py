@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -19,6 +19,7 @@ from gateway.submission import JobSpec, JobSubmitter
 from shared.audio import CONTENT_TYPES
 from shared.errors import JobNotFound, M4TError, UnsupportedMediaType
 from shared.jobs import JobRecord, JobStatus
+from shared.subtitles import SUBTITLE_TYPES, to_srt, to_vtt
 from shared.tasks import Task
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -149,4 +150,38 @@ async def get_job_audio(job_id: str, services: ServicesDep) -> StreamingResponse
             "Content-Length": str(size),
             "Content-Disposition": f'attachment; filename="{job_id}.{fmt}"',
         },
+    )
+
+
+class NoSubtitles(M4TError):
+    code = "no_subtitles"
+    status_code = 404
+
+
+@router.get(
+    "/jobs/{job_id}/subtitles",
+    responses={
+        **ERROR_RESPONSES,
+        200: {"content": {mime: {} for mime in SUBTITLE_TYPES.values()}, "description": "SRT or WebVTT"},
+    },
+    response_class=PlainTextResponse,
+    summary="Download a speech job's translation as subtitles",
+)
+async def get_job_subtitles(
+    job_id: str, services: ServicesDep, format: Literal["srt", "vtt"] = Query(default="srt")
+) -> PlainTextResponse:
+    record = await load_job(services, job_id)
+    if not record.task.speech_input:
+        raise NoSubtitles(f"a {record.task.value} job has no timed segments", details={"job_id": job_id})
+    if record.status is not JobStatus.SUCCEEDED or not record.result:
+        raise ResultNotReady(
+            f"the job is {record.status.value}; subtitles are available once it has succeeded",
+            details={"job_id": job_id},
+        )
+    segments = record.result.get("segments", [])
+    body = to_srt(segments) if format == "srt" else to_vtt(segments)
+    return PlainTextResponse(
+        body,
+        media_type=f"{SUBTITLE_TYPES[format]}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}.{format}"'},
     )

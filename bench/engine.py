@@ -369,7 +369,8 @@ def _reset_peak_rss() -> bool:
 
 
 def _peak_rss_gib() -> float:
-    """Peak RSS of this whole process so far (getrusage: KiB on Linux)."""
+    """Peak RSS of this process (getrusage: KiB on Linux) since it started or since the last ``_reset_peak_rss``
+    (on Linux ``ru_maxrss`` reads the same high-water mark as VmHWM, which clear_refs resets)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
@@ -440,7 +441,12 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {ips['b1']:.2f} | {ips['b4']:.2f} | {ips['b8']:.2f} | {r['b8_speedup']:.2f}x | {tokens} | {audio} |"
         )
     memory = report["memory"]
-    lines += ["", "Memory: " + "; ".join(f"{k} {v}" for k, v in memory.items() if v is not None) + "."]
+    lines += ["", "Memory (RSS, GiB) and load time: " + "; ".join(f"{k} {v}" for k, v in memory.items()) + "."]
+    if report["build"].get("built"):
+        build = report["build"]
+        lines.append(
+            f"Built the model first: {build['build_s']} s, child process peak RSS {build['build_peak_rss_gib']} GiB."
+        )
     return "\n".join(lines)
 
 
@@ -532,9 +538,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tasks = [Task(t) for t in args.tasks]
 
     memory: dict[str, Any] = {}
+    build: dict[str, Any] = {}
+    peaks: list[float] = []
     if args.full_size:
         folder: Path = args.cache_dir.resolve()
-        memory |= ensure_full_size_model(folder, seed=args.seed)
+        build = ensure_full_size_model(folder, seed=args.seed)
         model_source, model_name = str(folder), "full-size SeamlessM4T v2 architecture, random weights"
     else:
         model_source, model_name = "tiny", "tiny random SeamlessM4T v2 (tests/demos)"
@@ -553,7 +561,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         params = _parameters(engine.model)
         memory[f"{dtype}: load_s"] = round(load_s, 1)
         memory[f"{dtype}: rss_after_load_gib"] = _round(_proc_status_gib("VmRSS"))
-        memory[f"{dtype}: peak_rss_through_load_gib"] = round(_peak_rss_gib(), 2)
+        peaks.append(_peak_rss_gib())
+        memory[f"{dtype}: peak_rss_through_load_gib"] = round(peaks[-1], 2)
         reset = _reset_peak_rss()
         _progress(f"loaded {model_name} ({params / 1e6:.0f} M parameters, {dtype}) in {load_s:.1f} s")
         for beams in args.beams:
@@ -568,11 +577,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"not exactly {args.new_tokens}: the runs are not comparable"
                     )
                 results.append(result)
+        peaks.append(_peak_rss_gib())
         if reset:
-            memory[f"{dtype}: peak_rss_during_runs_gib"] = _round(_proc_status_gib("VmHWM"))
+            memory[f"{dtype}: peak_rss_during_runs_gib"] = round(peaks[-1], 2)
         del engine
         gc.collect()
-    memory["peak_rss_gib"] = round(_peak_rss_gib(), 2)
+    memory["peak_rss_gib"] = round(max(peaks), 2)
     machine["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
         "model": {"name": model_name, "source": model_source, "parameters": params},
@@ -590,6 +600,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "src_lang": SRC_LANG,
             "tgt_lang": TGT_LANG,
         },
+        "build": build,
         "memory": memory,
         "results": [asdict(r) for r in results],
     }

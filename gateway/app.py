@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 
 from gateway.body import BodyLimitMiddleware
 from gateway.errors import install_error_handlers
-from gateway.routes import jobs, meta, seed
+from gateway.routes import jobs, lifecycle, meta, seed
 from gateway.routes.meta import package_version
 from gateway.services import Services
 from shared.settings import GatewaySettings
@@ -48,6 +48,7 @@ def create_app(settings: GatewaySettings, *, services: Services | None = None) -
         max_other_bytes=settings.max_text_chars * 6 + JSON_SLACK_BYTES,
     )
     app.include_router(jobs.router)
+    app.include_router(lifecycle.router)
     app.include_router(seed.router)
     app.include_router(meta.router)
 

@@ -19,6 +19,9 @@ class _Strict(BaseModel):
 class JobOptions(_Strict):
     speaker_id: int | None = Field(default=None, ge=0, le=10_000, description="Vocoder voice (speech output)")
     output_format: OutputFormat = Field(default="wav", description="Audio format of speech output")
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="POSTed a signed event when the job succeeds, fails or is cancelled"
+    )
 
 
 class TextJobRequest(JobOptions):
@@ -113,6 +116,10 @@ class JobOut(BaseModel):
     progress: Progress
     result: JobResult | None
     error: JobErrorOut | None
+    queue_position: int | None = Field(default=None, description="Queued jobs: 1 = next to run")
+    cancel_requested: bool = False
+    webhook_url: str | None = None
+    expires_at: str
     timings: dict[str, float] = Field(
         description="queued_s (waiting for a worker), run_s (on the worker), engine_s (in the model)"
     )
@@ -175,3 +182,30 @@ class HealthOut(BaseModel):
     queue_depth: int | None
     checks: dict[str, str]
     version: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class WebhookAttemptOut(BaseModel):
+    at: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class WebhookEventOut(BaseModel):
+    id: str = Field(description="The `webhook-id` header: stable across retries")
+    type: str
+    url: str
+    status: Literal["pending", "delivered", "failed", "stopped"]
+    created_at: str
+    delivered_at: str | None
+    next_attempt_at: str | None
+    attempts: list[WebhookAttemptOut]
+
+
+class WebhookEventList(BaseModel):
+    events: list[WebhookEventOut]

@@ -17,7 +17,8 @@ from shared.languages import LanguageSupport
 from shared.messages import RUN_JOB_TASK, JobMessage
 from shared.redis_client import async_redis, sync_redis
 from shared.settings import GatewaySettings
-from shared.storage import Storage, storage_from_url
+from shared.storage import Storage, storage_from_settings
+from shared.webhooks import AllowList
 from shared.workers import WorkerRegistry
 
 # kombu's Redis transport keeps one list per priority step: the queue's own name, then name + "\x06\x16" + step.
@@ -34,27 +35,22 @@ class Services:
     registry: WorkerRegistry
     storage: Storage
     celery: Celery
+    webhook_allow: AllowList
     _languages: tuple[float, LanguageSupport, bool] | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> Services:
         client = sync_redis(settings.redis_url)
-        storage = storage_from_url(
-            settings.resolved_storage_url,
-            s3_endpoint=settings.s3_endpoint,
-            s3_access_key=settings.s3_access_key,
-            s3_secret_key=settings.s3_secret_key,
-            s3_secure=settings.s3_secure,
-            s3_region=settings.s3_region,
-        )
+        storage = storage_from_settings(settings)
         return cls(
             settings=settings,
             redis=client,
             aredis=async_redis(settings.redis_url),
-            store=JobStore(client, result_ttl_s=settings.result_ttl_s),
+            store=JobStore(client, result_ttl_s=settings.result_ttl_s, gone_ttl_s=settings.gone_ttl_s),
             registry=WorkerRegistry(client),
             storage=storage,
             celery=make_celery(settings, name="m4t-gateway"),
+            webhook_allow=AllowList.parse(settings.webhook_allow_hosts),
         )
 
     async def close(self) -> None:

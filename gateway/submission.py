@@ -3,18 +3,25 @@ the input is stored before the job exists, and a failure to enqueue removes both
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import time
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
+from starlette.concurrency import run_in_threadpool
+
+from gateway.idempotency import Idempotency, check_key
+from gateway.schemas import JobOptions
 from gateway.services import Services
+from gateway.waiting import fetch_job
 from shared.audio import AudioInfo, probe_audio
 from shared.errors import InvalidRequest, PayloadTooLarge
-from shared.jobs import JobRecord, JobStatus, new_job_id
+from shared.jobs import JobRecord, new_job_id
 from shared.messages import input_key, job_prefix
 from shared.tasks import Task
+from shared.webhooks import check_webhook_url
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +34,30 @@ class AudioTooLong(PayloadTooLarge):
     code = "audio_too_long"
 
 
+class WebhooksNotConfigured(InvalidRequest):
+    code = "webhooks_not_configured"
+
+
 @dataclass(frozen=True)
 class JobSpec:
+    """What a submission asks for, whichever endpoint it came through."""
+
     task: Task
     tgt_lang: str
     src_lang: str | None
-    speaker_id: int | None
-    output_format: str
+    speaker_id: int | None = None
+    output_format: str = "wav"
+    webhook_url: str | None = None
+
+    @classmethod
+    def of(cls, task: Task, body: JobOptions, *, src_lang: str | None, tgt_lang: str) -> JobSpec:
+        return cls(task, tgt_lang, src_lang, body.speaker_id, body.output_format, body.webhook_url)
+
+    def fingerprint(self, content_digest: str) -> str:
+        """Identifies the request for idempotency keys: same options and same content, same fingerprint."""
+        fields = [self.task.value, self.tgt_lang, self.src_lang or "", str(self.speaker_id), self.output_format]
+        fields += [self.webhook_url or "", content_digest]
+        return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
 def check_text(text: str, *, max_chars: int) -> str:
@@ -51,7 +75,14 @@ class JobSubmitter:
     def _validated(self, spec: JobSpec) -> JobSpec:
         support, _ = self._services.languages()
         src, tgt = support.validate(spec.task, spec.src_lang, spec.tgt_lang)
-        return JobSpec(spec.task, tgt, src, spec.speaker_id, spec.output_format)
+        if spec.webhook_url:
+            if not self._services.settings.webhook_secrets:
+                raise WebhooksNotConfigured(
+                    "webhooks are not configured on this server (M4T_WEBHOOK_SECRETS is empty)",
+                    details={"field": "webhook_url"},
+                )
+            check_webhook_url(spec.webhook_url, self._services.webhook_allow)
+        return replace(spec, src_lang=src, tgt_lang=tgt)
 
     def submit_text(self, spec: JobSpec, text: str) -> JobRecord:
         settings = self._services.settings
@@ -86,17 +117,16 @@ class JobSubmitter:
         return self._record_and_enqueue(job_id, spec, key, meta)
 
     def _record_and_enqueue(self, job_id: str, spec: JobSpec, key: str, meta: dict[str, Any]) -> JobRecord:
-        record = JobRecord(
+        record = self._services.store.new_record(
             id=job_id,
             task=spec.task,
-            status=JobStatus.QUEUED,
             tgt_lang=spec.tgt_lang,
             src_lang=spec.src_lang,
             speaker_id=spec.speaker_id,
             output_format=spec.output_format,
             input_key=key,
             input_meta=meta,
-            created_at=time.time(),
+            webhook_url=spec.webhook_url,
         )
         try:
             self._services.store.create(record)
@@ -123,3 +153,54 @@ def probe_uploaded_audio(fileobj: BinaryIO) -> AudioInfo:
         return probe_audio(fileobj)
     finally:
         fileobj.seek(0)
+
+
+def text_digest(text: str) -> str:
+    return "text:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def file_digest(fileobj: BinaryIO) -> str:
+    """SHA-256 of an uploaded (spooled) file, read in chunks; the file is rewound."""
+    fileobj.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: fileobj.read(1 << 20), b""):
+        digest.update(chunk)
+    fileobj.seek(0)
+    return "audio:" + digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: JobRecord
+    replayed: bool
+    """True when an earlier request with the same Idempotency-Key made this job."""
+
+
+async def submit_once(
+    services: Services,
+    idempotency_key: str | None,
+    spec: JobSpec,
+    digest: Callable[[], str],
+    submit: Callable[[], JobRecord],
+) -> Submitted:
+    """Run ``submit`` in the thread pool, at most once per idempotency key and request."""
+    if idempotency_key is None:
+        return Submitted(await run_in_threadpool(submit), replayed=False)
+    key = check_key(idempotency_key)
+    fingerprint = spec.fingerprint(await run_in_threadpool(digest))
+    guard = Idempotency(services.aredis, ttl_s=services.settings.idempotency_ttl_s)
+    while True:
+        existing = await guard.claim(key, fingerprint)
+        if existing is None:
+            break
+        record = await fetch_job(services.aredis, existing)
+        if record is not None:
+            return Submitted(record, replayed=True)
+        await guard.release(key)  # its job has expired: this request makes a new one
+    try:
+        record = await run_in_threadpool(submit)
+    except BaseException:
+        await guard.release(key)
+        raise
+    await guard.complete(key, fingerprint, record.id)
+    return Submitted(record, replayed=False)

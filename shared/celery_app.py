@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Queue
 
-from shared.messages import RUN_JOB_TASK
+from shared.messages import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
 from shared.settings import CommonSettings
 
 # kombu normally scans for unacked messages of dead consumers only every ~100 s; scan every few seconds instead.
@@ -20,9 +20,12 @@ def make_celery(settings: CommonSettings, *, name: str = "m4t") -> Celery:
         accept_content=["json"],
         result_backend=None,
         task_ignore_result=True,
-        task_queues=[Queue(settings.inference_queue)],
+        task_queues=[Queue(settings.inference_queue), Queue(settings.webhook_queue)],
         task_default_queue=settings.inference_queue,
-        task_routes={RUN_JOB_TASK: {"queue": settings.inference_queue}},
+        task_routes={
+            RUN_JOB_TASK: {"queue": settings.inference_queue},
+            DELIVER_WEBHOOK_TASK: {"queue": settings.webhook_queue},
+        },
         # Long inference jobs: ack after the job, one message at a time, requeue when the worker is lost.
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -21,6 +21,14 @@ def _setup_logging(level: str = "INFO") -> None:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
+    if args.role == "webhooks":
+        import socket
+
+        from shared.settings import CommonSettings
+        from worker.webhooks import run_webhook_worker
+
+        run_webhook_worker(CommonSettings(), name=args.name or f"webhooks@{socket.gethostname()}")
+        return 0
     from shared.settings import WorkerSettings
 
     overrides: dict[str, Any] = {}
@@ -99,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     worker = sub.add_parser("worker", help="run an inference worker (loads the model, then serves jobs)")
+    worker.add_argument(
+        "--role",
+        choices=["inference", "webhooks"],
+        default="inference",
+        help="inference (loads the model) or webhooks (delivers webhook events, sweeps expired files; light)",
+    )
     worker.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides M4T_DEVICE)")
     worker.add_argument("--queues", help="comma-separated queues (default: M4T_INFERENCE_QUEUE)")
     worker.add_argument("--name", help="worker name (overrides M4T_WORKER_NAME)")

@@ -6,8 +6,15 @@ Keys (all under ``m4t:``):
 - ``job:{id}:lease`` string: the token of the worker running the job; renewed while it works. A job runs only
   under a lease, so two workers never run it at the same time, whatever the broker redelivers.
 - ``job:{id}:events`` stream: every status and progress change, for waiters and live progress.
+- ``job:{id}:webhooks`` list: ids of the webhook events of the job (see ``shared/webhook_events.py``).
 - ``jobs:running`` set: ids of running jobs, scanned by the reaper for lapsed leases.
-- ``jobs:index`` sorted set: every job by creation time.
+- ``jobs:index`` sorted set: every job by creation time (listing).
+- ``jobs:queued`` sorted set: queued jobs in the order they were (re)queued (queue positions).
+- ``jobs:expiry`` sorted set: every job by expiry time, for the sweeper of stored files.
+- ``gone:{id}``: kept ``gone_ttl_s`` past a job's expiry, so its id answers 410 Gone rather than 404.
+
+Every change of status goes through ``on_terminal`` in Lua when it ends a job: one webhook event per terminal
+state is created there, atomically with the state change, so a redelivered message can never make a second one.
 
 Celery's own result backend is not used: a job is what this store says it is, and an unknown id is unknown.
 """
@@ -72,8 +79,21 @@ def events_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:events"
 
 
+def gone_key(job_id: str) -> str:
+    return f"{PREFIX}gone:{job_id}"
+
+
+def job_webhooks_key(job_id: str) -> str:
+    return f"{PREFIX}job:{job_id}:webhooks"
+
+
 RUNNING_SET = f"{PREFIX}jobs:running"
 INDEX_ZSET = f"{PREFIX}jobs:index"
+QUEUED_ZSET = f"{PREFIX}jobs:queued"
+QUEUE_SEQ = f"{PREFIX}jobs:seq"
+EXPIRY_ZSET = f"{PREFIX}jobs:expiry"
+WEBHOOKS_DUE_ZSET = f"{PREFIX}webhooks:due"
+MIN_RUNNING_TTL_S = 3600  # a running job's record outlives its own expiry by at least this much
 
 
 def new_job_id() -> str:
@@ -109,6 +129,8 @@ class JobRecord(BaseModel):
     attempts: int = 0
     worker: str | None = None
     cancel_requested: bool = False
+    webhook_url: str | None = None
+    expires_at: float = 0.0
 
     def to_message(self) -> JobMessage:
         return JobMessage(
@@ -149,6 +171,8 @@ class JobRecord(BaseModel):
             attempts=int(data.get("attempts") or 0),
             worker=data.get("worker") or None,
             cancel_requested=data.get("cancel_requested") == "1",
+            webhook_url=data.get("webhook_url") or None,
+            expires_at=float(data.get("expires_at") or 0),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -166,22 +190,58 @@ class JobRecord(BaseModel):
             "progress_done": str(self.progress_done),
             "progress_total": str(self.progress_total),
             "attempts": str(self.attempts),
+            "webhook_url": self.webhook_url or "",
+            "expires_at": repr(self.expires_at),
         }
 
 
-# Every script appends an event to the job's stream: {"event": name, "data": json}.
-_EVENT_LUA = """
-local function emit(events, name, payload, maxlen)
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'event', name, 'data', payload)
+# Shared Lua: every script can emit events and end jobs the same way. __P__ is the key prefix, __MAXLEN__ the
+# events stream length.
+_PRELUDE = """
+local P, MAXLEN = '__P__', '__MAXLEN__'
+local function emit(id, name, payload)
+  redis.call('XADD', P .. 'job:' .. id .. ':events', 'MAXLEN', '~', MAXLEN, '*', 'event', name, 'data', payload)
+end
+local function on_terminal(id, status, now)
+  local job = P .. 'job:' .. id
+  redis.call('SREM', P .. 'jobs:running', id)
+  redis.call('ZREM', P .. 'jobs:queued', id)
+  local expires = tonumber(redis.call('HGET', job, 'expires_at'))
+  if expires then
+    local at = math.floor(math.max(expires, tonumber(now) + 10))
+    redis.call('EXPIREAT', job, at)
+    redis.call('EXPIREAT', job .. ':events', at)
+    local gone = P .. 'gone:' .. id
+    local keep = tonumber(redis.call('GET', gone) or '0')
+    redis.call('SET', gone, keep, 'EXAT', at + keep + 1)
+  end
+  local url = redis.call('HGET', job, 'webhook_url')
+  if url and url ~= '' then
+    local event_id = 'msg_' .. id .. '_' .. status
+    local key = P .. 'webhook:' .. event_id
+    if redis.call('EXISTS', key) == 0 then
+      redis.call('HSET', key, 'id', event_id, 'job_id', id, 'type', 'job.' .. status, 'url', url,
+        'status', 'pending', 'created_at', now, 'attempts', '0')
+      local keep = math.floor(math.max(expires or 0, tonumber(now)) + 2 * 86400)
+      redis.call('EXPIREAT', key, keep)
+      redis.call('RPUSH', job .. ':webhooks', event_id)
+      redis.call('EXPIREAT', job .. ':webhooks', keep)
+      redis.call('ZADD', P .. 'webhooks:due', now, event_id)
+    end
+  end
+  emit(id, 'status', cjson.encode({status=status}))
 end
 """
 
-_CLAIM_LUA = (
-    _EVENT_LUA
-    + """
-local job, lease, events, running = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+
+def _lua(body: str) -> str:
+    return (_PRELUDE + body).replace("__P__", PREFIX).replace("__MAXLEN__", str(EVENTS_MAXLEN))
+
+
+_CLAIM_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
 local token, lease_ms, now, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local max_attempts, maxlen = tonumber(ARGV[5]), ARGV[6]
+local max_attempts, min_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local status = redis.call('HGET', job, 'status')
 if not status then return 'missing' end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return 'finished' end
@@ -189,8 +249,7 @@ if redis.call('EXISTS', lease) == 1 then return 'busy' end
 local id = redis.call('HGET', job, 'id')
 if redis.call('HGET', job, 'cancel_requested') == '1' then
   redis.call('HSET', job, 'status', 'cancelled', 'finished_at', now)
-  redis.call('SREM', running, id)
-  emit(events, 'status', cjson.encode({status='cancelled'}), maxlen)
+  on_terminal(id, 'cancelled', now)
   return 'cancelled'
 end
 local attempts = redis.call('HINCRBY', job, 'attempts', 1)
@@ -198,17 +257,21 @@ if attempts > max_attempts then
   local err = cjson.encode({code='too_many_attempts',
     message='the job was started ' .. (attempts - 1) .. ' times and never finished; giving up'})
   redis.call('HSET', job, 'status', 'failed', 'finished_at', now, 'error', err)
-  redis.call('SREM', running, id)
-  emit(events, 'status', cjson.encode({status='failed'}), maxlen)
+  on_terminal(id, 'failed', now)
   return 'exhausted'
 end
 redis.call('SET', lease, token, 'PX', lease_ms)
 redis.call('HSET', job, 'status', 'running', 'started_at', now, 'worker', worker)
-redis.call('SADD', running, id)
-emit(events, 'status', cjson.encode({status='running', attempt=attempts}), maxlen)
+redis.call('SADD', P .. 'jobs:running', id)
+redis.call('ZREM', P .. 'jobs:queued', id)
+local ttl = redis.call('TTL', job)
+if ttl >= 0 and ttl < min_ttl then
+  redis.call('EXPIRE', job, min_ttl)
+  redis.call('EXPIRE', job .. ':events', min_ttl)
+end
+emit(id, 'status', cjson.encode({status='running', attempt=attempts}))
 return 'claimed'
-"""
-)
+""")
 
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -217,84 +280,70 @@ end
 return 0
 """
 
-_PROGRESS_LUA = (
-    _EVENT_LUA
-    + """
-local job, lease, events = KEYS[1], KEYS[2], KEYS[3]
+_PROGRESS_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
 if redis.call('GET', lease) ~= ARGV[1] then return 0 end
 redis.call('HSET', job, 'progress_done', ARGV[2], 'progress_total', ARGV[3])
-emit(events, 'progress', cjson.encode({done=tonumber(ARGV[2]), total=tonumber(ARGV[3])}), ARGV[4])
+emit(redis.call('HGET', job, 'id'), 'progress', cjson.encode({done=tonumber(ARGV[2]), total=tonumber(ARGV[3])}))
 return 1
-"""
-)
+""")
 
 # Finishing needs the lease, or a lapsed lease nobody else took: a slow worker may still finish its job.
-_FINISH_LUA = (
-    _EVENT_LUA
-    + """
-local job, lease, events, running = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local token, status, now, result, err, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local current = redis.call('HGET', job, 'status')
-if current ~= 'running' then return 0 end
+_FINISH_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
+local token, status, now, result, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('HGET', job, 'status') ~= 'running' then return 0 end
 local holder = redis.call('GET', lease)
 if holder and holder ~= token then return 0 end
 redis.call('HSET', job, 'status', status, 'finished_at', now)
 if result ~= '' then redis.call('HSET', job, 'result', result) end
 if err ~= '' then redis.call('HSET', job, 'error', err) end
 redis.call('DEL', lease)
-redis.call('SREM', running, redis.call('HGET', job, 'id'))
-emit(events, 'status', cjson.encode({status=status}), maxlen)
+on_terminal(redis.call('HGET', job, 'id'), status, now)
 return 1
-"""
-)
+""")
 
 # A running job whose lease lapsed (its worker died) goes back to queued; the caller re-sends its message.
-_REQUEUE_LUA = (
-    _EVENT_LUA
-    + """
-local job, lease, events, running = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id, maxlen = ARGV[1], ARGV[2]
+_REQUEUE_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
+local id = ARGV[1]
 local status = redis.call('HGET', job, 'status')
-if not status then redis.call('SREM', running, id) return 0 end
-if status ~= 'running' then redis.call('SREM', running, id) return 0 end
+if status ~= 'running' then redis.call('SREM', P .. 'jobs:running', id) return 0 end
 if redis.call('EXISTS', lease) == 1 then return 0 end
 redis.call('HSET', job, 'status', 'queued', 'worker', '')
-redis.call('SREM', running, id)
-emit(events, 'status', cjson.encode({status='queued', requeued=true}), maxlen)
+redis.call('SREM', P .. 'jobs:running', id)
+redis.call('ZADD', P .. 'jobs:queued', redis.call('INCR', P .. 'jobs:seq'), id)
+emit(id, 'status', cjson.encode({status='queued', requeued=true}))
 return 1
-"""
-)
+""")
 
-
-_CANCEL_LUA = (
-    _EVENT_LUA
-    + """
-local job, events, running = KEYS[1], KEYS[2], KEYS[3]
-local now, maxlen = ARGV[1], ARGV[2]
+_CANCEL_LUA = _lua("""
+local job = KEYS[1]
+local now = ARGV[1]
 local status = redis.call('HGET', job, 'status')
 if not status then return 'missing' end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return 'finished' end
+local id = redis.call('HGET', job, 'id')
 if status == 'queued' then
   redis.call('HSET', job, 'status', 'cancelled', 'finished_at', now, 'cancel_requested', '1')
-  redis.call('SREM', running, redis.call('HGET', job, 'id'))
-  emit(events, 'status', cjson.encode({status='cancelled'}), maxlen)
+  on_terminal(id, 'cancelled', now)
   return 'cancelled'
 end
 if redis.call('HGET', job, 'cancel_requested') ~= '1' then
   redis.call('HSET', job, 'cancel_requested', '1')
-  emit(events, 'cancel_requested', cjson.encode({status=status}), maxlen)
+  emit(id, 'cancel_requested', cjson.encode({status=status}))
 end
 return 'cancelling'
-"""
-)
+""")
 
 
 class JobStore:
     """Synchronous access to the job store (workers, the reaper, the CLI and the gateway's thread pool)."""
 
-    def __init__(self, client: redis.Redis, *, result_ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, *, result_ttl_s: int, gone_ttl_s: int = 7 * 24 * 3600) -> None:
         self._redis = client
-        self._ttl_s = result_ttl_s
+        self.result_ttl_s = result_ttl_s
+        self.gone_ttl_s = gone_ttl_s
         self._claim = client.register_script(_CLAIM_LUA)
         self._renew = client.register_script(_RENEW_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
@@ -306,25 +355,40 @@ class JobStore:
     def redis(self) -> redis.Redis:
         return self._redis
 
+    def new_record(self, **fields: Any) -> JobRecord:
+        """A queued job created now, expiring ``result_ttl_s`` from now."""
+        now = time.time()
+        return JobRecord(status=JobStatus.QUEUED, created_at=now, expires_at=now + self.result_ttl_s, **fields)
+
     def create(self, record: JobRecord) -> None:
+        expires_at = record.expires_at or record.created_at + self.result_ttl_s
+        record = record.model_copy(update={"expires_at": expires_at})
+        at = int(expires_at) + 1
         key = job_key(record.id)
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(key, mapping=dict(record.to_hash()))  # type: ignore[arg-type]
-        pipe.expire(key, self._ttl_s)
+        pipe.expireat(key, at)
         pipe.xadd(
             events_key(record.id),
             {"event": "status", "data": json.dumps({"status": record.status.value})},
             maxlen=EVENTS_MAXLEN,
             approximate=True,
         )
-        pipe.expire(events_key(record.id), self._ttl_s)
+        pipe.expireat(events_key(record.id), at)
         pipe.zadd(INDEX_ZSET, {record.id: record.created_at})
+        pipe.zadd(EXPIRY_ZSET, {record.id: expires_at})
+        # The value is how long the id answers 410 after the record expires (used again when the job ends).
+        pipe.set(gone_key(record.id), str(self.gone_ttl_s), exat=at + self.gone_ttl_s + 1)
         pipe.execute()
+        if record.status is JobStatus.QUEUED:
+            self._redis.zadd(QUEUED_ZSET, {record.id: self._redis.incr(QUEUE_SEQ)})
 
     def delete(self, job_id: str) -> None:
+        """Forget a job entirely (a submission that could not be enqueued)."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(job_key(job_id), lease_key(job_id), events_key(job_id))
-        pipe.zrem(INDEX_ZSET, job_id)
+        pipe.delete(job_key(job_id), lease_key(job_id), events_key(job_id), gone_key(job_id))
+        for zset in (INDEX_ZSET, QUEUED_ZSET, EXPIRY_ZSET):
+            pipe.zrem(zset, job_id)
         pipe.srem(RUNNING_SET, job_id)
         pipe.execute()
 
@@ -334,10 +398,19 @@ class JobStore:
             return None
         return JobRecord.from_hash(data)
 
+    def is_gone(self, job_id: str) -> bool:
+        """True for a job that existed and expired recently (answer 410 rather than 404)."""
+        return bool(self._redis.exists(gone_key(job_id))) and not self._redis.exists(job_key(job_id))
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job a worker will take; None when not queued."""
+        rank = self._redis.zrank(QUEUED_ZSET, job_id)
+        return None if rank is None else int(rank) + 1  # type: ignore[arg-type]
+
     def claim(self, job_id: str, *, token: str, worker: str, lease_s: float, max_attempts: int) -> ClaimOutcome:
         outcome = self._claim(
-            keys=[job_key(job_id), lease_key(job_id), events_key(job_id), RUNNING_SET],
-            args=[token, int(lease_s * 1000), repr(time.time()), worker, max_attempts, EVENTS_MAXLEN],
+            keys=[job_key(job_id), lease_key(job_id)],
+            args=[token, int(lease_s * 1000), repr(time.time()), worker, max_attempts, MIN_RUNNING_TTL_S],
         )
         return ClaimOutcome(_text(outcome))
 
@@ -345,12 +418,7 @@ class JobStore:
         return bool(self._renew(keys=[lease_key(job_id)], args=[token, int(lease_s * 1000)]))
 
     def set_progress(self, job_id: str, *, token: str, done: int, total: int) -> bool:
-        return bool(
-            self._progress(
-                keys=[job_key(job_id), lease_key(job_id), events_key(job_id)],
-                args=[token, done, total, EVENTS_MAXLEN],
-            )
-        )
+        return bool(self._progress(keys=[job_key(job_id), lease_key(job_id)], args=[token, done, total]))
 
     def succeed(self, job_id: str, *, token: str, result: dict[str, Any]) -> bool:
         return self._finish_as(job_id, token, JobStatus.SUCCEEDED, result=result)
@@ -372,24 +440,20 @@ class JobStore:
     ) -> bool:
         return bool(
             self._finish(
-                keys=[job_key(job_id), lease_key(job_id), events_key(job_id), RUNNING_SET],
+                keys=[job_key(job_id), lease_key(job_id)],
                 args=[
                     token,
                     status.value,
                     repr(time.time()),
                     json.dumps(result) if result is not None else "",
                     error.model_dump_json() if error is not None else "",
-                    EVENTS_MAXLEN,
                 ],
             )
         )
 
     def request_cancel(self, job_id: str) -> CancelOutcome:
         """Cancel a queued job at once; ask a running one to stop at its next batch boundary."""
-        outcome = self._cancel(
-            keys=[job_key(job_id), events_key(job_id), RUNNING_SET], args=[repr(time.time()), EVENTS_MAXLEN]
-        )
-        return CancelOutcome(_text(outcome))
+        return CancelOutcome(_text(self._cancel(keys=[job_key(job_id)], args=[repr(time.time())])))
 
     def cancel_requested(self, job_id: str) -> bool:
         return self._redis.hget(job_key(job_id), "cancel_requested") in (b"1", "1")
@@ -399,12 +463,53 @@ class JobStore:
 
     def requeue_if_lease_lapsed(self, job_id: str) -> bool:
         """Put a running job whose worker is gone back to queued. True when the caller must re-send it."""
-        return bool(
-            self._requeue(
-                keys=[job_key(job_id), lease_key(job_id), events_key(job_id), RUNNING_SET],
-                args=[job_id, EVENTS_MAXLEN],
+        return bool(self._requeue(keys=[job_key(job_id), lease_key(job_id)], args=[job_id]))
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 20, before: tuple[float, str] | None = None
+    ) -> tuple[list[JobRecord], tuple[float, str] | None]:
+        """Newest first. ``before`` is the (created_at, id) of the last job of the previous page. Returns the page
+        and the cursor of the next one (None at the end). Ids whose record expired are dropped from the index."""
+        found: list[JobRecord] = []
+        cursor = before
+        for _ in range(25):  # at most 25 x 200 index entries per page
+            top = "+inf" if cursor is None else repr(cursor[0])
+            batch: list[tuple[str, float]] = self._redis.zrevrangebyscore(  # type: ignore[assignment]
+                INDEX_ZSET, top, "-inf", start=0, num=200, withscores=True
             )
-        )
+            fresh = [(score, _text(member)) for member, score in batch if cursor is None or (score, member) < cursor]
+            if not fresh:
+                return found, None
+            for score, job_id in fresh:
+                cursor = (float(score), job_id)
+                record = self.get(job_id)
+                if record is None:
+                    self._redis.zrem(INDEX_ZSET, job_id)
+                    continue
+                if status is None or record.status is status:
+                    found.append(record)
+                    if len(found) == limit:
+                        return found, cursor
+        return found, cursor
+
+    def expired_job_ids(self, *, now: float, limit: int = 500) -> list[str]:
+        """Jobs past their expiry time whose record is gone: their stored files can be deleted."""
+        due = self._redis.zrangebyscore(EXPIRY_ZSET, "-inf", now, start=0, num=limit)
+        expired = []
+        for member in due:
+            job_id = _text(member)
+            ttl = int(self._redis.ttl(job_key(job_id)))
+            if ttl == -2:  # the record is gone
+                expired.append(job_id)
+            else:  # still alive (it ran or finished past its expiry): look again when it is due to go
+                self._redis.zadd(EXPIRY_ZSET, {job_id: now + (ttl + 1 if ttl > 0 else 3600)})
+        return expired
+
+    def forget_expired(self, job_id: str) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for zset in (EXPIRY_ZSET, INDEX_ZSET, QUEUED_ZSET):
+            pipe.zrem(zset, job_id)
+        pipe.execute()
 
 
 def _text(value: Any) -> str:

@@ -113,6 +113,8 @@ class LocalStack:
         api_port = self.options.port or self.settings.api_port
         env["M4T_API_PORT"] = str(api_port)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        if not self.settings.webhook_secrets:
+            env["M4T_WEBHOOK_SECRETS"] = self._webhook_secret(data_dir / "webhook_secret")
 
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -132,6 +134,20 @@ class LocalStack:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stopping = True
+
+    @staticmethod
+    def _webhook_secret(path: Path) -> str:
+        """The secret events are signed with when M4T_WEBHOOK_SECRETS is not set: made once, kept in the data dir."""
+        if path.exists():
+            secret = path.read_text().strip()
+        else:
+            from shared.webhooks import generate_secret
+
+            secret = generate_secret()
+            path.write_text(secret + "\n")
+            path.chmod(0o600)
+        _print(f"webhooks: events are signed with the secret in {path} (set M4T_WEBHOOK_SECRETS to choose your own)")
+        return secret
 
     def _start_redis(self, folder: Path, env: dict[str, str]) -> str:
         folder.mkdir(parents=True, exist_ok=True)
@@ -176,6 +192,17 @@ class LocalStack:
                     argv += ["--device", self.options.devices[index % len(self.options.devices)]]
                 self.children.append(Child(f"worker{index + 1}", argv, env, restartable=True))
         self.children.append(Child("gateway", [python, "-m", "shared.cli", "gateway"], env))
+        webhooks = [
+            python,
+            "-m",
+            "shared.cli",
+            "worker",
+            "--role",
+            "webhooks",
+            "--name",
+            f"webhooks@{socket.gethostname()}",
+        ]
+        self.children.append(Child("webhooks", webhooks, env, restartable=True))
         if self.options.run_flower:
             password = self.settings.flower_password or secrets.token_urlsafe(12)
             if not self.settings.flower_password:

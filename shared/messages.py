@@ -15,6 +15,9 @@ from shared.tasks import Task
 RUN_JOB_TASK = "m4t.run_job"
 """The inference task: runs one job end to end."""
 
+DELIVER_WEBHOOK_TASK = "m4t.deliver_webhook"
+"""One attempt at delivering one webhook event (its id is the only argument)."""
+
 
 class JobMessage(BaseModel):
     """The body of one inference task message."""

@@ -57,7 +57,7 @@ class CommonSettings(BaseSettings):
     inference_queue: str = "m4t.inference"
     """Celery queue of inference jobs; only model workers consume it."""
 
-    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     """How long job records and their files are kept after creation (seconds)."""
 
     job_lease_s: float = Field(default=30.0, gt=0)
@@ -70,6 +70,48 @@ class CommonSettings(BaseSettings):
     max_attempts: int = Field(default=3, ge=1)
     """How many times a job may be started before it fails with `too_many_attempts` (crash-loop guard)."""
 
+    api_host: str = "127.0.0.1"
+    """Address the API binds to."""
+
+    api_port: int = Field(default=8000, validation_alias=AliasChoices("M4T_API_PORT", "FASTAPI_PORT"))
+    """Port of the API."""
+
+    gone_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """After a job expires, how long its id still answers 410 Gone (then 404) (seconds)."""
+
+    webhook_secrets: str = ""
+    """Webhook signing secrets, `whsec_...`, comma-separated: events are signed with every one (rotation).
+    Empty: `m4t serve` generates one (kept in `<data_dir>/webhook_secret`); elsewhere webhooks are refused."""
+
+    webhook_allow_hosts: str = ""
+    """Webhook hosts or CIDRs allowed even though they are private or loopback (e.g. `receiver.internal,10.0.0.0/8`)."""
+
+    webhook_queue: str = "m4t.webhooks"
+    """Celery queue of webhook deliveries; only `m4t worker --role webhooks` consumes it."""
+
+    webhook_timeout_s: float = Field(default=15.0, gt=0)
+    """Timeout of one webhook delivery attempt (seconds)."""
+
+    webhook_retry_schedule_s: str = "5,300,1800,7200,18000,36000"
+    """Delays before each webhook retry (seconds, ±10% jitter); after the last, the event is marked failed."""
+
+    public_url: str = ""
+    """Base URL clients reach the API at, for links in webhook events (default `http://<api_host>:<api_port>`)."""
+
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    """How often the webhook worker deletes the stored files of expired jobs (seconds)."""
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def retry_schedule(self) -> tuple[float, ...]:
+        return tuple(float(part) for part in self.webhook_retry_schedule_s.replace(" ", "").split(",") if part)
+
     @property
     def resolved_storage_url(self) -> str:
         if self.storage_url:
@@ -79,12 +121,6 @@ class CommonSettings(BaseSettings):
 
 class GatewaySettings(CommonSettings):
     """The FastAPI gateway."""
-
-    api_host: str = "127.0.0.1"
-    """Address the API binds to."""
-
-    api_port: int = Field(default=8000, validation_alias=AliasChoices("M4T_API_PORT", "FASTAPI_PORT"))
-    """Port of the API."""
 
     max_upload_mb: float = Field(default=500.0, gt=0)
     """Largest audio upload accepted (MiB); bigger uploads are refused with 413 while streaming."""
@@ -96,6 +132,9 @@ class GatewaySettings(CommonSettings):
 
     max_audio_s: float = Field(default=4 * 3600.0, gt=0)
     """Longest audio accepted (seconds), read from the file's header at submission."""
+
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    """How long an `Idempotency-Key` is remembered (seconds)."""
 
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""

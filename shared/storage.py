@@ -26,6 +26,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
 from shared.errors import ObjectNotFound, StorageUnavailable
+from shared.settings import CommonSettings
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -556,3 +557,15 @@ def storage_from_url(
             raise ValueError(f"storage URL {url!r} needs {missing} (the M4T_S3_* settings)")
         return S3Storage(s3_endpoint, s3_access_key, s3_secret_key, bucket, secure=s3_secure, region=s3_region)
     raise ValueError(f"storage URL {url!r} must start with file:// or s3://")
+
+
+def storage_from_settings(settings: CommonSettings) -> Storage:
+    """The storage the ``M4T_STORAGE_URL`` and ``M4T_S3_*`` settings name."""
+    return storage_from_url(
+        settings.resolved_storage_url,
+        s3_endpoint=settings.s3_endpoint,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key,
+        s3_secure=settings.s3_secure,
+        s3_region=settings.s3_region,
+    )

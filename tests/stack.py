@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import redis
-from services import LOOPBACK, _ServerProcess, free_port
+from services import LOOPBACK, RedisServer, _ServerProcess, free_port
 
 from shared.workers import PREFIX as HEARTBEAT_PREFIX
 
@@ -93,14 +96,17 @@ class WorkerProcess(_M4TProcess):
     name = "worker"
     ready_timeout_s = 90.0
 
-    def __init__(self, workdir: Path, env: dict[str, str], *, worker_name: str = "test-worker") -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], *, worker_name: str = "test-worker", role: str = "inference"
+    ) -> None:
         super().__init__(workdir, {**env, "M4T_WORKER_NAME": worker_name})
         self.worker_name = worker_name
+        self.role = role
         self.name = f"worker-{worker_name}"
         self.log_path = self.workdir / f"{self.name}.log"
 
     def _argv(self) -> list[str]:
-        return ["worker"]
+        return ["worker", "--role", self.role, "--name", self.worker_name]
 
     def _is_ready(self) -> bool:
         """Ready once it has published a heartbeat: the model is loaded and the consumer is about to start."""
@@ -109,3 +115,30 @@ class WorkerProcess(_M4TProcess):
                 return bool(client.exists(HEARTBEAT_PREFIX + self.worker_name))
             except redis.RedisError:
                 return False
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    http: httpx.Client
+    url: str
+    redis: RedisServer
+    storage_root: Path
+
+
+@contextmanager
+def running_stack(workdir: Path, model: Path, *, webhooks: bool = False, **settings: str) -> Iterator[RunningStack]:
+    """Redis, local-folder storage, an inference worker (and the webhook worker), the gateway, and a client."""
+    with RedisServer(workdir / "redis") as redis_server, ExitStack() as stack:
+        env = stack_env(
+            redis_url=redis_server.url,
+            storage_url=f"file://{workdir / 'storage'}",
+            model=model,
+            data_dir=workdir / "data",
+            **settings,
+        )
+        stack.enter_context(WorkerProcess(workdir, env))
+        if webhooks:
+            stack.enter_context(WorkerProcess(workdir, env, worker_name="webhooks", role="webhooks"))
+        gateway = stack.enter_context(GatewayProcess(workdir, env))
+        client = stack.enter_context(httpx.Client(base_url=gateway.url, timeout=120))
+        yield RunningStack(client, gateway.url, redis_server, workdir / "storage")

@@ -23,14 +23,12 @@ def make_job(store: JobStore, **overrides: object) -> JobRecord:
     fields: dict[str, object] = {
         "id": new_job_id(),
         "task": Task.T2TT,
-        "status": JobStatus.QUEUED,
         "tgt_lang": "eng",
         "src_lang": "fra",
         "input_key": "jobs/x/input/text.txt",
-        "created_at": time.time(),
     }
     fields.update(overrides)
-    record = JobRecord.model_validate(fields)
+    record = store.new_record(**fields)
     store.create(record)
     return record
 
@@ -140,9 +138,10 @@ def test_progress_and_status_changes_are_streamed(store: JobStore) -> None:
 def test_records_expire(redis_url: str) -> None:
     store = JobStore(sync_redis(redis_url), result_ttl_s=1)
     job = make_job(store)
-    assert store.redis.ttl(f"m4t:job:{job.id}") in (0, 1)
-    time.sleep(1.2)
+    assert store.redis.ttl(f"m4t:job:{job.id}") in (1, 2)
+    time.sleep(2.2)
     assert store.get(job.id) is None
+    assert store.is_gone(job.id)
 
 
 def test_unreachable_redis_raises_connection_error() -> None:
@@ -176,3 +175,38 @@ def test_cancelling_a_running_job_flags_it_for_its_worker(store: JobStore) -> No
     done = store.get(job.id)
     assert done is not None
     assert done.status is JobStatus.CANCELLED
+
+
+def test_one_webhook_event_per_terminal_state_created_with_the_state_change(store: JobStore) -> None:
+    from shared.webhook_events import WebhookEventStore
+
+    events = WebhookEventStore(store.redis)
+    job = make_job(store, webhook_url="https://example.com/hook")
+    silent = make_job(store)
+    for record in (job, silent):
+        claim(store, record.id, "a")
+        assert store.succeed(record.id, token="a", result={"text": "x"})
+        assert not store.succeed(record.id, token="a", result={"text": "again"})
+    found = events.for_job(job.id)
+    assert len(found) == 1
+    event, attempts = found[0]
+    assert (event.type, event.status, event.url, attempts) == (
+        "job.succeeded",
+        "pending",
+        "https://example.com/hook",
+        [],
+    )
+    assert events.for_job(silent.id) == []
+    assert events.take_due(now=time.time() + 1, window_s=60) == [event.id]
+    assert events.take_due(now=time.time() + 1, window_s=60) == []  # taken: not handed out twice in its window
+
+
+def test_cancelled_queued_job_with_a_webhook_gets_its_event(store: JobStore) -> None:
+    from shared.webhook_events import WebhookEventStore
+
+    job = make_job(store, webhook_url="https://example.com/hook")
+    assert store.queue_position(job.id) is not None
+    store.request_cancel(job.id)
+    assert store.queue_position(job.id) is None
+    ((event, _),) = WebhookEventStore(store.redis).for_job(job.id)
+    assert event.type == "job.cancelled"

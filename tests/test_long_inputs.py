@@ -16,8 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from services import RedisServer
-from stack import GatewayProcess, WorkerProcess, stack_env
+from stack import running_stack
 
 from shared.audio import decode_audio
 
@@ -31,23 +30,9 @@ MAX_TEXT_CHARS = 8_000
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[httpx.Client]:
-    workdir = tmp_path_factory.mktemp("long")
-    with RedisServer(workdir / "redis") as redis_server:
-        env = stack_env(
-            redis_url=redis_server.url,
-            storage_url=f"file://{workdir / 'storage'}",
-            model=tiny_model_dir,
-            data_dir=workdir / "data",
-            M4T_BATCH_SIZE="4",
-            M4T_MAX_AUDIO_S=str(MAX_AUDIO_S),
-            M4T_MAX_TEXT_CHARS=str(MAX_TEXT_CHARS),
-        )
-        with (
-            WorkerProcess(workdir, env),
-            GatewayProcess(workdir, env) as gateway,
-            httpx.Client(base_url=gateway.url, timeout=120) as client,
-        ):
-            yield client
+    settings = {"M4T_BATCH_SIZE": "4", "M4T_MAX_AUDIO_S": str(MAX_AUDIO_S), "M4T_MAX_TEXT_CHARS": str(MAX_TEXT_CHARS)}
+    with running_stack(tmp_path_factory.mktemp("long"), tiny_model_dir, **settings) as stack:
+        yield stack.http
 
 
 def clips() -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from shared.messages import RUN_JOB_TASK, JobMessage
 from shared.reaper import requeue_orphaned_jobs
 from shared.redis_client import sync_redis
 from shared.settings import WorkerSettings
-from shared.storage import storage_from_url
+from shared.storage import storage_from_settings
 from shared.tasks import Task
 from shared.workers import GpuMemory, Heartbeat, WorkerRegistry
 from worker.engine import TranslationEngine, dtype_name
@@ -34,14 +34,7 @@ def run_inference_worker(settings: WorkerSettings, *, queues: list[str] | None =
     redis_client = sync_redis(settings.redis_url)
     store = JobStore(redis_client, result_ttl_s=settings.result_ttl_s)
     registry = WorkerRegistry(redis_client)
-    storage = storage_from_url(
-        settings.resolved_storage_url,
-        s3_endpoint=settings.s3_endpoint,
-        s3_access_key=settings.s3_access_key,
-        s3_secret_key=settings.s3_secret_key,
-        s3_secure=settings.s3_secure,
-        s3_region=settings.s3_region,
-    )
+    storage = storage_from_settings(settings)
 
     engine = TranslationEngine.from_settings(settings)
     registry.publish_languages(engine.languages, model=settings.model)

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from gateway.body import form_fields, read_form, read_json
 from gateway.deps import ServicesDep
-from gateway.presenters import job_to_api
+from gateway.intake import speech_submission, text_submission
 from gateway.schemas import ErrorEnvelope, JobOut, SpeechJobForm, TextJobRequest
 from gateway.services import Services
-from gateway.submission import JobSpec, JobSubmitter
 from shared.audio import CONTENT_TYPES
 from shared.errors import JobNotFound, M4TError, UnsupportedMediaType
+from shared.job_view import job_to_api
 from shared.jobs import JobRecord, JobStatus
 from shared.subtitles import SUBTITLE_TYPES, to_srt, to_vtt
-from shared.tasks import Task
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -30,6 +28,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope, "description": text}
     for code, text in {
         404: "Unknown job",
+        410: "The job expired and its results were deleted",
         409: "Not in a state that allows this",
         413: "Upload, audio or text over the limit",
         415: "Not a supported media type",
@@ -67,16 +66,36 @@ JOB_REQUEST_BODY: dict[str, Any] = {
 }
 
 
+class JobGone(M4TError):
+    code = "job_expired"
+    status_code = 410
+
+
 async def load_job(services: Services, job_id: str) -> JobRecord:
-    record = await run_in_threadpool(services.store.get, job_id) if _JOB_ID.match(job_id) else None
+    """The job, or 404 (unknown) / 410 (expired, its results deleted)."""
+    if not _JOB_ID.match(job_id):
+        raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
+    record = await run_in_threadpool(services.store.get, job_id)
     if record is None:
+        if await run_in_threadpool(services.store.is_gone, job_id):
+            raise JobGone(f"job '{job_id}' has expired and its results were deleted", details={"job_id": job_id})
         raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
     return record
 
 
-def accepted(record: JobRecord, request: Request, **extra_headers: str) -> JSONResponse:
+async def job_view(services: Services, record: JobRecord, request: Request) -> dict[str, Any]:
+    """The job as the API shows it, with its queue position when queued."""
+    body = job_to_api(record, str(request.base_url))
+    if record.status is JobStatus.QUEUED:
+        body["queue_position"] = await run_in_threadpool(services.store.queue_position, record.id)
+    return body
+
+
+def accepted(record: JobRecord, request: Request, *, replayed: bool = False, **extra_headers: str) -> JSONResponse:
     body = job_to_api(record, str(request.base_url))
     headers = {"Location": body["links"]["self"], **extra_headers}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
     return JSONResponse(body, status_code=202, headers=headers)
 
 
@@ -91,33 +110,21 @@ def accepted(record: JobRecord, request: Request, **extra_headers: str) -> JSONR
     "(s2st, s2tt). Answers 202 with the job and a `Location` to poll.",
 )
 async def create_job(request: Request, services: ServicesDep) -> JSONResponse:
-    submitter = JobSubmitter(services)
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        form = await read_form(request)
-        try:
-            fields, upload = form_fields(form, SpeechJobForm)
-            spec = JobSpec(Task(fields.task), fields.tgt_lang, fields.src_lang, fields.speaker_id, fields.output_format)
-            record = await run_in_threadpool(
-                submitter.submit_audio, spec, upload.file, filename=upload.filename, size=upload.size or 0
-            )
-        finally:
-            await form.close()
+        submitted = await speech_submission(request, services, SpeechJobForm, None)
     elif content_type.startswith("application/json"):
-        body = await read_json(request, TextJobRequest)
-        spec = JobSpec(Task(body.task), body.tgt_lang, body.src_lang, body.speaker_id, body.output_format)
-        record = await run_in_threadpool(submitter.submit_text, spec, body.text)
+        submitted = await text_submission(request, services, TextJobRequest, None)
     else:
         raise UnsupportedMediaType(
             "send application/json for text jobs, or multipart/form-data with 'audio_file' for speech jobs"
         )
-    return accepted(record, request)
+    return accepted(submitted.record, request, replayed=submitted.replayed)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES, summary="Get a job")
 async def get_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
-    record = await load_job(services, job_id)
-    return job_to_api(record, str(request.base_url))
+    return await job_view(services, await load_job(services, job_id), request)
 
 
 @router.get(
@@ -168,7 +175,7 @@ class NoSubtitles(M4TError):
     summary="Download a speech job's translation as subtitles",
 )
 async def get_job_subtitles(
-    job_id: str, services: ServicesDep, format: Literal["srt", "vtt"] = Query(default="srt")
+    job_id: str, services: ServicesDep, format: Annotated[Literal["srt", "vtt"], Query()] = "srt"
 ) -> PlainTextResponse:
     record = await load_job(services, job_id)
     if not record.task.speech_input:

@@ -11,19 +11,19 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from gateway.body import form_fields, read_form, read_json, require_json
+from gateway.body import require_json
 from gateway.deps import ServicesDep
 from gateway.errors import error_response
+from gateway.intake import speech_submission, text_submission
 from gateway.prefer import parse_prefer
-from gateway.presenters import job_to_api
 from gateway.routes.jobs import ERROR_RESPONSES, accepted, multipart_schema
 from gateway.schemas import JobOut, SeedSpeechForm, SeedTextRequest
 from gateway.services import Services
-from gateway.submission import JobSpec, JobSubmitter
+from gateway.submission import Submitted
 from gateway.waiting import wait_for_end
-from shared.jobs import JobRecord, JobStatus
+from shared.job_view import job_to_api
+from shared.jobs import JobStatus
 from shared.tasks import Task
 
 router = APIRouter(prefix="/api/v1", tags=["seed-compatible"])
@@ -38,16 +38,17 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _finish(record: JobRecord, request: Request, services: Services) -> JSONResponse:
+async def _finish(submitted: Submitted, request: Request, services: Services) -> JSONResponse:
+    record = submitted.record
     prefer = parse_prefer(request.headers.get("prefer"))
     if prefer.respond_async:
-        return accepted(record, request, **{"Preference-Applied": "respond-async"})
+        return accepted(record, request, replayed=submitted.replayed, **{"Preference-Applied": "respond-async"})
     wait_s = services.settings.sync_wait_s
     if prefer.wait_s is not None:
         wait_s = min(wait_s, prefer.wait_s)
     final = await wait_for_end(services.aredis, record.id, wait_s) or record
     if not final.status.terminal:
-        return accepted(final, request)
+        return accepted(final, request, replayed=submitted.replayed)
     if final.status is JobStatus.SUCCEEDED:
         return JSONResponse(job_to_api(final, str(request.base_url)), status_code=200)
     code = final.error.code if final.error else final.status.value
@@ -57,24 +58,12 @@ async def _finish(record: JobRecord, request: Request, services: Services) -> JS
 
 
 async def _speech(task: Task, request: Request, services: ServicesDep) -> JSONResponse:
-    form = await read_form(request)
-    try:
-        fields, upload = form_fields(form, SeedSpeechForm)
-        spec = JobSpec(task, fields.tgt_lang, fields.src_lang, fields.speaker_id, fields.output_format)
-        record = await run_in_threadpool(
-            JobSubmitter(services).submit_audio, spec, upload.file, filename=upload.filename, size=upload.size or 0
-        )
-    finally:
-        await form.close()
-    return await _finish(record, request, services)
+    return await _finish(await speech_submission(request, services, SeedSpeechForm, task), request, services)
 
 
 async def _text(task: Task, request: Request, services: ServicesDep) -> JSONResponse:
     require_json(request)
-    body = await read_json(request, SeedTextRequest)
-    spec = JobSpec(task, body.tgt_lang, body.src_lang, body.speaker_id, body.output_format)
-    record = await run_in_threadpool(JobSubmitter(services).submit_text, spec, body.text)
-    return await _finish(record, request, services)
+    return await _finish(await text_submission(request, services, SeedTextRequest, task), request, services)
 
 
 _SPEECH_BODY = {

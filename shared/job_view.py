@@ -22,7 +22,9 @@ def job_path(job_id: str, *parts: str) -> str:
 
 def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
     base = base_url.rstrip("/")
-    links = {"self": base + job_path(record.id)}
+    links = {"self": base + job_path(record.id), "events": base + job_path(record.id, "events")}
+    if record.webhook_url:
+        links["webhooks"] = base + job_path(record.id, "webhooks")
     result: dict[str, Any] | None = None
     if record.status is JobStatus.SUCCEEDED and record.result is not None:
         result = {"text": record.result.get("text", ""), "audio": None}
@@ -65,6 +67,10 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
         "progress": {"done": done, "total": total, "fraction": round(fraction, 4)},
         "result": result,
         "error": record.error.model_dump() if record.error else None,
+        "queue_position": None,
+        "cancel_requested": record.cancel_requested,
+        "webhook_url": record.webhook_url,
+        "expires_at": iso(record.expires_at),
         "timings": timings,
         "links": links,
     }

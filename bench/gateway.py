@@ -131,6 +131,7 @@ def main() -> int:
             M4T_MAX_LEN_B="10",
             M4T_MAX_LEN_A="0",
             M4T_HEARTBEAT_INTERVAL_S="1",
+            M4T_MAX_QUEUE="10000000",
         )
         python = sys.executable
         gateway = subprocess.Popen([python, "-m", "shared.cli", "gateway"], env=env, cwd=ROOT)

@@ -276,6 +276,8 @@ class RunResult:
     batch_size: int
     repeat: int
     wall_s: float
+    cpu_s: float
+    """CPU time of this process during the run (all threads): wall x threads when nothing else competes."""
     rtf: float
     engine_s: float
     decode_segment_s: float
@@ -334,9 +336,11 @@ def run_job(
 
     gc.collect()
     load_before = os.getloadavg()
+    cpu_started = time.process_time()
     with probed(pipeline, probe):
         result = pipeline.run(message, JobContext(progress, checkpoint))
     wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     load_after = os.getloadavg()
     storage.delete_prefix(f"jobs/{message.job_id}/")
 
@@ -352,6 +356,7 @@ def run_job(
         batch_size=batch_size,
         repeat=repeat,
         wall_s=round(wall, 3),
+        cpu_s=round(cpu, 3),
         rtf=round(wall / audio.duration_s, 5),
         engine_s=float(result["engine_s"]),
         decode_segment_s=round(probe.decode_segment_s, 3),
@@ -369,8 +374,8 @@ def run_job(
         batch_s=batch_s,
     )
     _progress(
-        f"{label}: {wall:.1f} s for {audio.duration_s / 60:.1f} min (RTF {run.rtf:.4f}), {segments} segments, "
-        f"{len(probe.calls)} generate calls, decode+VAD {probe.decode_segment_s:.2f} s "
+        f"{label}: {wall:.1f} s (CPU {cpu:.1f} s) for {audio.duration_s / 60:.1f} min (RTF {run.rtf:.4f}), "
+        f"{segments} segments, {len(probe.calls)} generate calls, decode+VAD {probe.decode_segment_s:.2f} s "
         f"({100 * run.decode_segment_share:.2f} %), tokens needed {needed}, computed {slots}"
     )
     if run.stopped_early:
@@ -434,6 +439,10 @@ def summarise(runs: Sequence[RunResult], batch_sizes: Sequence[int]) -> list[dic
             size: statistics.median(r.wall_s for r in runs if r.task == task and r.batch_size == size)
             for size in batch_sizes
         }
+        cpu = {
+            size: statistics.median(r.cpu_s for r in runs if r.task == task and r.batch_size == size)
+            for size in batch_sizes
+        }
         base = batch_sizes[-1]
         rows.append(
             {
@@ -441,6 +450,8 @@ def summarise(runs: Sequence[RunResult], batch_sizes: Sequence[int]) -> list[dic
                 "median_wall_s": {f"b{size}": round(value, 3) for size, value in medians.items()},
                 "speedup_over": f"b{base}",
                 "speedup": {f"b{size}": round(medians[base] / value, 3) for size, value in medians.items()},
+                "median_cpu_s": {f"b{size}": round(value, 3) for size, value in cpu.items()},
+                "cpu_speedup": {f"b{size}": round(cpu[base] / value, 3) for size, value in cpu.items()},
                 "max_decode_segment_share": max(r.decode_segment_share for r in runs if r.task == task),
             }
         )
@@ -681,14 +692,16 @@ def markdown(report: dict[str, Any]) -> str:
         )
     lines = [
         *head,
-        "| task | batch | repeat | segments | generate calls | wall (s) | RTF | engine (s) | decode+VAD step (s) "
+        "| task | batch | repeat | segments | generate calls | wall (s) | CPU (s) | RTF | engine (s) "
+        "| decode+VAD step (s) "
         "| decode+VAD share | tokens needed / computed | padding frames | load avg (start, end) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["runs"]:
         lines.append(
             f"| {r['task'].upper()} | {r['batch_size']} | {r['repeat'] + 1} | {r['segments']} | {r['generate_calls']} "
-            f"| {r['wall_s']:.1f} | {r['rtf']:.4f} | {r['engine_s']:.1f} | {r['decode_segment_s']:.2f} "
+            f"| {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['rtf']:.4f} | {r['engine_s']:.1f} "
+            f"| {r['decode_segment_s']:.2f} "
             f"| {100 * r['decode_segment_share']:.2f} % | {r['tokens_needed']} / {r['token_slots']} "
             f"| {100 * r['padding_frames_share']:.1f} % | {r['load_average'][0]}, {r['load_average'][1]} |"
         )
@@ -696,7 +709,12 @@ def markdown(report: dict[str, Any]) -> str:
     for s in report["summary"]:
         walls = ", ".join(f"{k} {v:.1f} s" for k, v in s["median_wall_s"].items())
         speedups = ", ".join(f"{k} {v:.2f}x" for k, v in s["speedup"].items() if k != s["speedup_over"])
-        lines.append(f"- {s['task'].upper()}: median wall {walls}; speedup over {s['speedup_over']}: {speedups}.")
+        cpu = ", ".join(f"{k} {v:.1f} s" for k, v in s["median_cpu_s"].items())
+        cpu_speedups = ", ".join(f"{k} {v:.2f}x" for k, v in s["cpu_speedup"].items() if k != s["speedup_over"])
+        lines.append(
+            f"- {s['task'].upper()}: median wall {walls}; wall-time speedup over {s['speedup_over']}: {speedups}. "
+            f"Median CPU time {cpu}; CPU-time speedup: {cpu_speedups}."
+        )
     vad = report["vad_alone"]
     lines.append(
         f"- VAD alone on the same audio (decoded to memory first in {vad['decode_s']:.2f} s): {vad['vad_s']:.2f} s, "

@@ -4,12 +4,14 @@ in memory: Starlette spools file parts to disk past 1 MiB), JSON is bounded, for
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import envelope
@@ -82,14 +84,45 @@ def _validate(model: type[T], data: dict[str, Any]) -> T:
         raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from exc
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise InvalidJson("the body names a field more than once")
+    return data
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """True when a string anywhere in the parsed body holds a lone surrogate (a ``\\ud800`` escape): it is not
+    text, cannot be stored as UTF-8, and would break any response that echoes it. Iterative: no recursion."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 async def read_json(request: Request, model: type[T]) -> T:
     raw = await request.body()
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=_unique_keys)
     except ValueError as exc:  # includes UnicodeDecodeError: the body is not UTF-8
         raise InvalidJson("the body is not valid JSON (UTF-8)") from exc
+    except RecursionError as exc:
+        raise InvalidJson("the body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise InvalidJson("the body must be a JSON object")
+    if _has_lone_surrogate(data):
+        raise InvalidJson("a string in the body holds a lone surrogate escape (\\ud800-\\udfff): not valid Unicode")
     return _validate(model, data)
 
 
@@ -97,7 +130,14 @@ async def read_form(request: Request) -> FormData:
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise UnsupportedMediaType("send speech as multipart/form-data with the file in 'audio_file'")
-    return await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+    try:
+        return await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+    except StarletteHTTPException as exc:
+        # Starlette answers 400 for a form it cannot parse or that has too many fields or files; the API answers
+        # every malformed request body with 422 (as for invalid JSON), with Starlette's own message.
+        if exc.status_code != 400:
+            raise
+        raise InvalidRequest(f"the multipart form is invalid: {exc.detail}") from exc
 
 
 def form_fields(form: FormData, model: type[T]) -> tuple[T, UploadFile]:

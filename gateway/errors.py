@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError as KombuOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import M4TError, ServiceUnavailable
+from shared.errors import M4TError
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +33,19 @@ _HTTP_CODES = {
 }
 
 
+def _encodable(value: Any) -> Any:
+    """Strings as UTF-8 can carry them (a lone surrogate becomes ``?``): an error that echoes a client's value
+    must never fail to render, which would drop the connection instead of answering."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    return value
+
+
 def envelope(code: str, message: str, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": code, "message": message}
-    body.update({k: v for k, v in extra.items() if v is not None})
+    body: dict[str, Any] = {"code": code, "message": _encodable(message)}
+    body.update({k: _encodable(v) for k, v in extra.items() if v is not None})
     return {"error": body}
 
 
@@ -46,9 +56,10 @@ def error_response(
 
 
 def m4t_error_response(exc: M4TError) -> JSONResponse:
-    headers = None
-    if isinstance(exc, ServiceUnavailable):
-        headers = {"Retry-After": str(exc.retry_after_s)}
+    headers: dict[str, str] = dict(getattr(exc, "headers", None) or {})
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(int(retry_after))
     extra = {k: v for k, v in exc.details.items() if k in ("field", "valid", "job_id", "limit")}
     return error_response(exc.status_code, exc.code, exc.message, headers=headers, **extra)
 

@@ -6,6 +6,7 @@ from typing import Protocol, TypeVar
 
 from fastapi import Request
 
+from gateway.auth import Caller
 from gateway.body import form_fields, read_form, read_json
 from gateway.schemas import JobOptions
 from gateway.services import Services
@@ -32,15 +33,18 @@ def _task(fixed: Task | None, body: JobOptions) -> Task:
     return fixed if fixed is not None else Task(getattr(body, "task"))  # noqa: B009 - only the job API's models have it
 
 
-async def speech_submission(request: Request, services: Services, model: type[S], task: Task | None) -> Submitted:
+async def speech_submission(
+    request: Request, services: Services, caller: Caller, model: type[S], task: Task | None
+) -> Submitted:
     form = await read_form(request)
     try:
         fields, upload = form_fields(form, model)
         speech: _SpeechFields = fields  # type: ignore[assignment]
         spec = JobSpec.of(_task(task, fields), fields, src_lang=speech.src_lang, tgt_lang=speech.tgt_lang)
-        submitter = JobSubmitter(services)
+        submitter = JobSubmitter(services, caller)
         return await submit_once(
             services,
+            caller,
             request.headers.get("idempotency-key"),
             spec,
             digest=lambda: file_digest(upload.file),
@@ -50,13 +54,16 @@ async def speech_submission(request: Request, services: Services, model: type[S]
         await form.close()
 
 
-async def text_submission(request: Request, services: Services, model: type[T], task: Task | None) -> Submitted:
+async def text_submission(
+    request: Request, services: Services, caller: Caller, model: type[T], task: Task | None
+) -> Submitted:
     body = await read_json(request, model)
     text: _TextFields = body  # type: ignore[assignment]
     spec = JobSpec.of(_task(task, body), body, src_lang=text.src_lang, tgt_lang=text.tgt_lang)
-    submitter = JobSubmitter(services)
+    submitter = JobSubmitter(services, caller)
     return await submit_once(
         services,
+        caller,
         request.headers.get("idempotency-key"),
         spec,
         digest=lambda: text_digest(text.text),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 OutputFormat = Literal["wav", "flac", "ogg", "mp3"]
 TextTask = Literal["t2tt", "t2st"]
@@ -22,6 +22,14 @@ class JobOptions(_Strict):
     webhook_url: str | None = Field(
         default=None, max_length=2048, description="POSTed a signed event when the job succeeds, fails or is cancelled"
     )
+
+    @field_validator("speaker_id", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any) -> Any:
+        # Lax mode would take JSON true/false as 1/0 (form values stay strings, which lax mode needs).
+        if isinstance(value, bool):
+            raise ValueError("Input should be a valid integer, not a boolean")
+        return value
 
 
 class TextJobRequest(JobOptions):
@@ -179,7 +187,7 @@ class HealthOut(BaseModel):
     gpu_memory: GpuMemoryOut | None
     services: dict[str, ServiceHealth]
     workers: list[WorkerOut]
-    queue_depth: int | None
+    queue_depth: int | None = Field(description="Jobs waiting for a worker")
     checks: dict[str, str]
     version: str
 

@@ -21,8 +21,6 @@ from shared.storage import Storage, storage_from_settings
 from shared.webhooks import AllowList
 from shared.workers import WorkerRegistry
 
-# kombu's Redis transport keeps one list per priority step: the queue's own name, then name + "\x06\x16" + step.
-_PRIORITY_STEPS = (3, 6, 9)
 _LANGUAGES_CACHE_S = 10.0
 
 
@@ -84,11 +82,3 @@ class Services:
         support, from_model = (published, True) if published else (LanguageSupport.published_checkpoint(), False)
         self._languages = (now, support, from_model)
         return support, from_model
-
-    def queue_depth(self) -> int:
-        queue = self.settings.inference_queue
-        names = [queue] + [f"{queue}\x06\x16{step}" for step in _PRIORITY_STEPS]
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(name)
-        return sum(int(n) for n in pipe.execute())

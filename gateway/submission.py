@@ -6,24 +6,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 
+from gateway.auth import Caller
 from gateway.idempotency import Idempotency, check_key
 from gateway.schemas import JobOptions
 from gateway.services import Services
 from gateway.waiting import fetch_job
+from shared.api_keys import ApiKeyStore
 from shared.audio import AudioInfo, probe_audio
-from shared.errors import InvalidRequest, PayloadTooLarge
+from shared.errors import InvalidAudio, InvalidRequest, PayloadTooLarge, QueueFull
 from shared.jobs import JobRecord, new_job_id
 from shared.messages import input_key, job_prefix
 from shared.tasks import Task
 from shared.webhooks import check_webhook_url
 
 log = logging.getLogger(__name__)
+
+MIN_AUDIO_S = 0.1
+"""Shorter audio is refused (422 ``invalid_audio``): a 1-sample file is valid audio, but nothing that short holds
+speech (the worker's VAD drops anything under 0.25 s), so it could only ever come back as an empty translation."""
 
 
 class EmptyText(InvalidRequest):
@@ -69,8 +76,27 @@ def check_text(text: str, *, max_chars: int) -> str:
 
 
 class JobSubmitter:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, caller: Caller) -> None:
         self._services = services
+        self._caller = caller
+
+    @contextmanager
+    def _admitted(self, job_id: str, *, audio_seconds: float = 0.0) -> Iterator[None]:
+        """Refuse when the queue is full or the caller is over a limit; give the reservation back on failure."""
+        depth = self._services.store.queued_count()
+        if depth >= self._services.settings.max_queue:
+            raise QueueFull(f"{depth} jobs are waiting; submit again later", retry_after_s=30)
+        key = self._caller.key
+        if key is None:
+            yield
+            return
+        keys = ApiKeyStore(self._services.redis)
+        keys.admit_job(key, job_id, audio_seconds=audio_seconds)
+        try:
+            yield
+        except BaseException:
+            keys.release_job(key, job_id, audio_seconds=audio_seconds)
+            raise
 
     def _validated(self, spec: JobSpec) -> JobSpec:
         support, _ = self._services.languages()
@@ -89,32 +115,40 @@ class JobSubmitter:
         spec = self._validated(spec)
         text = check_text(text, max_chars=settings.max_text_chars)
         job_id = new_job_id()
-        key = input_key(job_id, "text.txt")
-        self._services.storage.put_bytes(key, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
-        return self._record_and_enqueue(job_id, spec, key, {"chars": len(text)})
+        with self._admitted(job_id):
+            key = input_key(job_id, "text.txt")
+            self._services.storage.put_bytes(key, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
+            return self._record_and_enqueue(job_id, spec, key, {"chars": len(text)})
 
     def submit_audio(self, spec: JobSpec, fileobj: BinaryIO, *, filename: str | None, size: int) -> JobRecord:
         settings = self._services.settings
         spec = self._validated(spec)
         info = probe_uploaded_audio(fileobj)
+        if info.duration_s < MIN_AUDIO_S:
+            raise InvalidAudio(
+                f"audio is {info.duration_s * 1000:.1f} ms long ({info.frames} samples at {info.sample_rate} Hz); "
+                f"at least {MIN_AUDIO_S * 1000:g} ms is needed to translate speech",
+                details={"field": "audio_file", "limit": MIN_AUDIO_S},
+            )
         if info.duration_s > settings.max_audio_s:
             raise AudioTooLong(
                 f"audio is {info.duration_s:.1f} s long; the limit is {settings.max_audio_s:g} s",
                 details={"limit": settings.max_audio_s},
             )
         job_id = new_job_id()
-        key = input_key(job_id, f"audio.{info.format}")
-        fileobj.seek(0)
-        self._services.storage.put_file(key, fileobj, size, content_type=f"audio/{info.format}")
-        meta = {
-            "filename": filename,
-            "format": info.format,
-            "duration_s": round(info.duration_s, 3),
-            "sample_rate": info.sample_rate,
-            "channels": info.channels,
-            "bytes": size,
-        }
-        return self._record_and_enqueue(job_id, spec, key, meta)
+        with self._admitted(job_id, audio_seconds=info.duration_s):
+            key = input_key(job_id, f"audio.{info.format}")
+            fileobj.seek(0)
+            self._services.storage.put_file(key, fileobj, size, content_type=f"audio/{info.format}")
+            meta = {
+                "filename": filename,
+                "format": info.format,
+                "duration_s": round(info.duration_s, 3),
+                "sample_rate": info.sample_rate,
+                "channels": info.channels,
+                "bytes": size,
+            }
+            return self._record_and_enqueue(job_id, spec, key, meta)
 
     def _record_and_enqueue(self, job_id: str, spec: JobSpec, key: str, meta: dict[str, Any]) -> JobRecord:
         record = self._services.store.new_record(
@@ -127,6 +161,7 @@ class JobSubmitter:
             input_key=key,
             input_meta=meta,
             webhook_url=spec.webhook_url,
+            owner=self._caller.owner,
         )
         try:
             self._services.store.create(record)
@@ -178,6 +213,7 @@ class Submitted:
 
 async def submit_once(
     services: Services,
+    caller: Caller,
     idempotency_key: str | None,
     spec: JobSpec,
     digest: Callable[[], str],
@@ -190,17 +226,17 @@ async def submit_once(
     fingerprint = spec.fingerprint(await run_in_threadpool(digest))
     guard = Idempotency(services.aredis, ttl_s=services.settings.idempotency_ttl_s)
     while True:
-        existing = await guard.claim(key, fingerprint)
+        existing = await guard.claim(key, fingerprint, scope=caller.owner)
         if existing is None:
             break
         record = await fetch_job(services.aredis, existing)
         if record is not None:
             return Submitted(record, replayed=True)
-        await guard.release(key)  # its job has expired: this request makes a new one
+        await guard.release(key, scope=caller.owner)  # its job has expired: this request makes a new one
     try:
         record = await run_in_threadpool(submit)
     except BaseException:
-        await guard.release(key)
+        await guard.release(key, scope=caller.owner)
         raise
-    await guard.complete(key, fingerprint, record.id)
+    await guard.complete(key, fingerprint, record.id, scope=caller.owner)
     return Submitted(record, replayed=False)

@@ -33,12 +33,19 @@ Header sanity (``probe_audio``, also run first by the decoders)
       against a generous ceiling of frames per byte of file (``_MAX_FRAMES_PER_BYTE``: 8192 for FLAC and OGG,
       64 for MP3, several times what the codecs can reach). After decoding, a FLAC, OGG or WAV file that
       yields fewer than 99 % of its claimed frames is ``InvalidAudio`` (truncated). A truncated FLAC keeps an
-      intact STREAMINFO, so ``probe_audio`` may accept it; libsndfile then fails either at open or at the
-      first missing frame, and the decoders raise ``InvalidAudio``. A Vorbis file cut mid-page is reported
-      as malformed or as 0 frames: ``InvalidAudio`` from the probe already. MP3 is lenient (see the traps).
-    * Probing reads headers only (well under a millisecond), with one exception: a FLAC whose STREAMINFO says
-      "total samples unknown" (written by a streaming encoder) is counted by decoding it, since its duration
-      cannot be known otherwise.
+      intact STREAMINFO, so ``probe_audio`` seeks to 99 % of its claimed length and decodes one frame there:
+      a FLAC cut anywhere before that point fails the seek and is ``InvalidAudio`` at the probe. A FLAC cut in
+      its last 1 %, or damaged mid-stream, may pass it (only decoding finds that): libsndfile then fails
+      at the missing or damaged frame and the decoders raise ``InvalidAudio``. A Vorbis file cut
+      mid-page is reported as malformed or as 0 frames: ``InvalidAudio`` from the probe already; cut at a
+      page boundary it is a valid shorter file. MP3 is lenient (see the traps).
+    * Probing reads headers only (well under a millisecond), with these exceptions: a FLAC whose STREAMINFO
+      says "total samples unknown" (written by a streaming encoder) is counted by decoding it, since its
+      duration cannot be known otherwise; a FLAC of known length gets the seek above (under 5 ms; when the
+      seek fails, as it does for a truncated file or wrong block sizes in STREAMINFO, the file is decoded up
+      to where it fails, as the decoders would: at worst about 15 ms per MiB); a float WAV
+      (``FLOAT``/``DOUBLE``) is read once to refuse NaN/Inf samples, the only samples no integer or
+      compressed format can hold (about 2 ms per MiB).
 
 Encoding
     wav: PCM_16 WAV. flac: PCM_16 FLAC (at most 8 channels). ogg: **Vorbis** (any rate up to 192 kHz); Opus
@@ -142,6 +149,7 @@ _HOLDBACK: Final = 64  # output samples kept back until the end, so that the fin
 _DECODE_BLOCK_SAMPLES: Final = 2**16
 _INITIAL_CAPACITY_CAP: Final = 2**26  # decode_audio pre-allocates at most this many samples up front
 
+_FLOAT_SUBTYPES: Final = frozenset({"FLOAT", "DOUBLE"})  # the only ones that can hold NaN/Inf
 _WAV_TRUNCATION_SLACK_BYTES: Final = 256
 _MIN_DECODED_FRACTION: Final = 0.99
 
@@ -356,6 +364,35 @@ def _read_raw(snd: Any, out: npt.NDArray[np.float32]) -> int:
     return count
 
 
+def _check_flac_end(handle: str | BinaryIO, info: AudioInfo) -> None:
+    """A FLAC cut short keeps its STREAMINFO: seek to 99 % of the claimed length and decode one frame there.
+
+    libFLAC's seek also trusts STREAMINFO's block and frame sizes, so a file whose sizes are wrong fails it
+    although its frames decode: when the seek fails, count what decodes, exactly as the decoders would.
+    """
+    target = max(0, math.ceil(_MIN_DECODED_FRACTION * info.frames) - 1)
+    with _open_soundfile(handle) as snd:
+        try:
+            snd.seek(target)
+            reached = len(snd.read(1, dtype="float32", always_2d=True)) == 1
+        except (sf.LibsndfileError, RuntimeError, ValueError):
+            reached = False
+    if not reached and _count_frames(handle, info.channels) < _MIN_DECODED_FRACTION * info.frames:
+        raise InvalidAudio("The FLAC file is truncated or corrupt: its audio ends before the length it declares.")
+
+
+def _check_finite(handle: str | BinaryIO, info: AudioInfo) -> None:
+    """Refuse NaN/Inf samples in float audio, downmixed exactly as the decoders do."""
+    weights = np.full(info.channels, 1.0 / info.channels, dtype=np.float32)
+    with _open_soundfile(handle) as snd:
+        buffer = np.empty((_read_frames_per_block(info.channels), info.channels), dtype=np.float32)
+        while count := _read_block(snd, buffer, raw=False):
+            block = buffer[:count]
+            mono = block[:, 0] if info.channels == 1 else block @ weights
+            if not np.isfinite(mono).all():
+                raise InvalidAudio("The audio contains NaN or infinite sample values.")
+
+
 def _read_block(snd: Any, out: npt.NDArray[np.float32], raw: bool) -> int:
     try:
         if raw:
@@ -514,6 +551,10 @@ def probe_audio(source: AudioSource) -> AudioInfo:
     with _opened_source(source, spool=False) as (handle, size):
         header = _read_header(handle, size)
         if not header.unknown_length:
+            if header.info.format == "flac":
+                _check_flac_end(handle, header.info)
+            elif header.info.subtype in _FLOAT_SUBTYPES:
+                _check_finite(handle, header.info)
             return header.info
         frames = _count_frames(handle, header.info.channels)
         if frames == 0:

@@ -22,6 +22,12 @@ class M4TError(Exception):
         self.details = details or {}
 
 
+class Unauthorized(M4TError):
+    code = "unauthorized"
+    status_code = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="m4t"'}
+
+
 class InvalidRequest(M4TError):
     code = "invalid_request"
     status_code = 422
@@ -66,6 +72,17 @@ class ObjectNotFound(M4TError):
 
     code = "not_found"
     status_code = 404
+
+
+class QueueFull(M4TError):
+    """More jobs are waiting than ``M4T_MAX_QUEUE``: try again later rather than pile up."""
+
+    code = "queue_full"
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ServiceUnavailable(M4TError):

@@ -79,6 +79,10 @@ def events_key(job_id: str) -> str:
     return f"{PREFIX}job:{job_id}:events"
 
 
+def owner_index_key(owner: str) -> str:
+    return f"{PREFIX}owner:{owner}:jobs"
+
+
 def gone_key(job_id: str) -> str:
     return f"{PREFIX}gone:{job_id}"
 
@@ -131,6 +135,8 @@ class JobRecord(BaseModel):
     cancel_requested: bool = False
     webhook_url: str | None = None
     expires_at: float = 0.0
+    owner: str = ""
+    """Id of the API key that made the job ("" when auth is off)."""
 
     def to_message(self) -> JobMessage:
         return JobMessage(
@@ -173,6 +179,7 @@ class JobRecord(BaseModel):
             cancel_requested=data.get("cancel_requested") == "1",
             webhook_url=data.get("webhook_url") or None,
             expires_at=float(data.get("expires_at") or 0),
+            owner=data.get("owner", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -192,6 +199,7 @@ class JobRecord(BaseModel):
             "attempts": str(self.attempts),
             "webhook_url": self.webhook_url or "",
             "expires_at": repr(self.expires_at),
+            "owner": self.owner,
         }
 
 
@@ -204,6 +212,8 @@ local function emit(id, name, payload)
 end
 local function on_terminal(id, status, now)
   local job = P .. 'job:' .. id
+  local owner = redis.call('HGET', job, 'owner')
+  if owner and owner ~= '' then redis.call('SREM', P .. 'active:' .. owner, id) end
   redis.call('SREM', P .. 'jobs:running', id)
   redis.call('ZREM', P .. 'jobs:queued', id)
   local expires = tonumber(redis.call('HGET', job, 'expires_at'))
@@ -212,8 +222,9 @@ local function on_terminal(id, status, now)
     redis.call('EXPIREAT', job, at)
     redis.call('EXPIREAT', job .. ':events', at)
     local gone = P .. 'gone:' .. id
-    local keep = tonumber(redis.call('GET', gone) or '0')
-    redis.call('SET', gone, keep, 'EXAT', at + keep + 1)
+    local held = redis.call('GET', gone) or '0|'
+    local keep = tonumber(string.match(held, '^(%d+)')) or 0
+    redis.call('SET', gone, held, 'EXAT', at + keep + 1)
   end
   local url = redis.call('HGET', job, 'webhook_url')
   if url and url ~= '' then
@@ -254,8 +265,15 @@ if redis.call('HGET', job, 'cancel_requested') == '1' then
 end
 local attempts = redis.call('HINCRBY', job, 'attempts', 1)
 if attempts > max_attempts then
-  local err = cjson.encode({code='too_many_attempts',
-    message='the job was started ' .. (attempts - 1) .. ' times and never finished; giving up'})
+  local last = redis.call('HGET', job, 'last_error_code')
+  local err
+  if last and last ~= '' then
+    err = cjson.encode({code=last, message=redis.call('HGET', job, 'last_error_message') ..
+      ' (after ' .. (attempts - 1) .. ' attempts)'})
+  else
+    err = cjson.encode({code='too_many_attempts',
+      message='the job was started ' .. (attempts - 1) .. ' times and never finished; giving up'})
+  end
   redis.call('HSET', job, 'status', 'failed', 'finished_at', now, 'error', err)
   on_terminal(id, 'failed', now)
   return 'exhausted'
@@ -317,6 +335,21 @@ emit(id, 'status', cjson.encode({status='queued', requeued=true}))
 return 1
 """)
 
+# A transient failure (storage unreachable): give the job back to the queue, remembering why.
+_RELEASE_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
+local token, code, message = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', job, 'status') ~= 'running' then return 0 end
+if redis.call('GET', lease) ~= token then return 0 end
+local id = redis.call('HGET', job, 'id')
+redis.call('DEL', lease)
+redis.call('HSET', job, 'status', 'queued', 'worker', '', 'last_error_code', code, 'last_error_message', message)
+redis.call('SREM', P .. 'jobs:running', id)
+redis.call('ZADD', P .. 'jobs:queued', redis.call('INCR', P .. 'jobs:seq'), id)
+emit(id, 'status', cjson.encode({status='queued', retry=true, reason=code}))
+return 1
+""")
+
 _CANCEL_LUA = _lua("""
 local job = KEYS[1]
 local now = ARGV[1]
@@ -350,6 +383,7 @@ class JobStore:
         self._finish = client.register_script(_FINISH_LUA)
         self._requeue = client.register_script(_REQUEUE_LUA)
         self._cancel = client.register_script(_CANCEL_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
 
     @property
     def redis(self) -> redis.Redis:
@@ -376,9 +410,12 @@ class JobStore:
         )
         pipe.expireat(events_key(record.id), at)
         pipe.zadd(INDEX_ZSET, {record.id: record.created_at})
+        if record.owner:
+            pipe.zadd(owner_index_key(record.owner), {record.id: record.created_at})
         pipe.zadd(EXPIRY_ZSET, {record.id: expires_at})
-        # The value is how long the id answers 410 after the record expires (used again when the job ends).
-        pipe.set(gone_key(record.id), str(self.gone_ttl_s), exat=at + self.gone_ttl_s + 1)
+        # "<seconds>|<owner>": how long the id answers 410 after the record expires (used again when the job
+        # ends), and to whom.
+        pipe.set(gone_key(record.id), f"{self.gone_ttl_s}|{record.owner}", exat=at + self.gone_ttl_s + 1)
         pipe.execute()
         if record.status is JobStatus.QUEUED:
             self._redis.zadd(QUEUED_ZSET, {record.id: self._redis.incr(QUEUE_SEQ)})
@@ -398,9 +435,15 @@ class JobStore:
             return None
         return JobRecord.from_hash(data)
 
-    def is_gone(self, job_id: str) -> bool:
-        """True for a job that existed and expired recently (answer 410 rather than 404)."""
-        return bool(self._redis.exists(gone_key(job_id))) and not self._redis.exists(job_key(job_id))
+    def gone_owner(self, job_id: str) -> str | None:
+        """For a job that existed and expired recently (answer 410 rather than 404): the owner it had; else None."""
+        held = self._redis.get(gone_key(job_id))
+        if held is None or self._redis.exists(job_key(job_id)):
+            return None
+        return _text(held).partition("|")[2]
+
+    def queued_count(self) -> int:
+        return int(self._redis.zcard(QUEUED_ZSET))
 
     def queue_position(self, job_id: str) -> int | None:
         """1 for the next job a worker will take; None when not queued."""
@@ -451,6 +494,11 @@ class JobStore:
             )
         )
 
+    def release_for_retry(self, job_id: str, *, token: str, error: M4TError) -> bool:
+        """Back to the queue after a transient failure (the caller re-sends it); the error is kept, and becomes
+        the job's error if it never gets through within ``max_attempts``."""
+        return bool(self._release(keys=[job_key(job_id), lease_key(job_id)], args=[token, error.code, error.message]))
+
     def request_cancel(self, job_id: str) -> CancelOutcome:
         """Cancel a queued job at once; ask a running one to stop at its next batch boundary."""
         return CancelOutcome(_text(self._cancel(keys=[job_key(job_id)], args=[repr(time.time())])))
@@ -466,16 +514,23 @@ class JobStore:
         return bool(self._requeue(keys=[job_key(job_id), lease_key(job_id)], args=[job_id]))
 
     def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 20, before: tuple[float, str] | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        before: tuple[float, str] | None = None,
+        owner: str | None = None,
     ) -> tuple[list[JobRecord], tuple[float, str] | None]:
-        """Newest first. ``before`` is the (created_at, id) of the last job of the previous page. Returns the page
-        and the cursor of the next one (None at the end). Ids whose record expired are dropped from the index."""
+        """Newest first, all jobs or one owner's. ``before`` is the (created_at, id) of the last job of the previous
+        page. Returns the page and the cursor of the next one (None at the end). Ids whose record expired are
+        dropped from the index."""
+        index = INDEX_ZSET if owner is None else owner_index_key(owner)
         found: list[JobRecord] = []
         cursor = before
         for _ in range(25):  # at most 25 x 200 index entries per page
             top = "+inf" if cursor is None else repr(cursor[0])
             batch: list[tuple[str, float]] = self._redis.zrevrangebyscore(  # type: ignore[assignment]
-                INDEX_ZSET, top, "-inf", start=0, num=200, withscores=True
+                index, top, "-inf", start=0, num=200, withscores=True
             )
             fresh = [(score, _text(member)) for member, score in batch if cursor is None or (score, member) < cursor]
             if not fresh:
@@ -484,7 +539,7 @@ class JobStore:
                 cursor = (float(score), job_id)
                 record = self.get(job_id)
                 if record is None:
-                    self._redis.zrem(INDEX_ZSET, job_id)
+                    self._redis.zrem(index, job_id)
                     continue
                 if status is None or record.status is status:
                     found.append(record)

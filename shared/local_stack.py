@@ -123,6 +123,8 @@ class LocalStack:
                 env["M4T_REDIS_URL"] = self.settings.redis_url
             else:
                 env["M4T_REDIS_URL"] = self._start_redis(data_dir / "redis", env)
+                # So that `m4t keys ...` run in another terminal finds this private Redis.
+                (data_dir / "redis.url").write_text(env["M4T_REDIS_URL"] + "\n")
             self._plan(env, api_port)
             for child in self.children:
                 if child.process is None:
@@ -230,6 +232,13 @@ class LocalStack:
             _print(f"Flower:  http://127.0.0.1:{self.settings.flower_port}")
         if self.options.run_worker:
             _print(f"model:   {self.settings.model} (workers load it before taking jobs; see {base}/api/v1/health)")
+        if not self.settings.auth_enabled:
+            _print("!" * 78)
+            _print("AUTH IS OFF: no API key is needed (the API listens on loopback only). Set M4T_AUTH=on to require")
+            _print("keys, and create them with: m4t keys create NAME [--admin]")
+            _print("!" * 78)
+        else:
+            _print("auth is on: create a key with `m4t keys create NAME [--admin]` (in another terminal)")
         _print("Ctrl-C stops everything.")
 
     def _supervise(self) -> int:

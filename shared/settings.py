@@ -68,7 +68,11 @@ class CommonSettings(BaseSettings):
     second worker. Crashed workers' jobs come back through the job lease instead (seconds)."""
 
     max_attempts: int = Field(default=3, ge=1)
-    """How many times a job may be started before it fails with `too_many_attempts` (crash-loop guard)."""
+    """How many times a job may be started before it fails (crash-loop guard): with the last transient error's
+    code (e.g. `storage_unavailable`), else `too_many_attempts`."""
+
+    retry_delay_s: float = Field(default=10.0, gt=0)
+    """First delay before a job that hit a transient failure (storage unreachable) runs again; doubles each time."""
 
     api_host: str = "127.0.0.1"
     """Address the API binds to."""
@@ -122,6 +126,13 @@ class CommonSettings(BaseSettings):
 class GatewaySettings(CommonSettings):
     """The FastAPI gateway."""
 
+    auth: Literal["auto", "on", "off"] = "auto"
+    """API keys on every /api/v1 endpoint but health and languages: `on`, `off`, or `auto` (on unless the API binds
+    to loopback only). docker-compose sets `on`."""
+
+    max_queue: int = Field(default=5000, ge=1)
+    """When more jobs than this are queued, submissions get 503 `queue_full` with Retry-After instead of piling up."""
+
     max_upload_mb: float = Field(default=500.0, gt=0)
     """Largest audio upload accepted (MiB); bigger uploads are refused with 413 while streaming."""
 
@@ -138,6 +149,12 @@ class GatewaySettings(CommonSettings):
 
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""
+
+    @property
+    def auth_enabled(self) -> bool:
+        if self.auth == "auto":
+            return self.api_host not in ("127.0.0.1", "localhost", "::1")
+        return self.auth == "on"
 
 
 class WorkerSettings(CommonSettings):
@@ -193,6 +210,15 @@ class WorkerSettings(CommonSettings):
 
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     """How often a worker publishes its heartbeat (seconds)."""
+
+    fault_oom_over_items: int | None = Field(default=None, ge=0)
+    """TEST HOOK, never in production: the engine raises CUDA out-of-memory for batches of more items than this."""
+
+    fault_oom_marker: str | None = None
+    """TEST HOOK, never in production: the engine raises CUDA out-of-memory on text containing this marker."""
+
+    fault_crash_marker: str | None = None
+    """TEST HOOK, never in production: the worker kills itself on text containing this marker."""
 
     worker_name: str = Field(default_factory=lambda: f"worker@{socket.gethostname()}")
     """Name of this worker in heartbeats and Flower."""

@@ -160,14 +160,15 @@ def test_text_jobs_in_several_languages(api: httpx.Client) -> None:
 
 
 def test_audio_that_passes_the_header_probe_but_not_decoding_fails_the_job_clearly(api: httpx.Client) -> None:
-    """A FLAC cut in half keeps an intact header: the gateway's cheap probe accepts it, the worker refuses it."""
+    """A FLAC with frames damaged mid-stream keeps an intact header and end: the gateway's probe accepts it, the
+    worker refuses it. (A FLAC cut short is refused by the gateway's probe already.)"""
     buffer = io.BytesIO()
     wave, rate = sf.read(DATA / "speech_fr.wav", dtype="float32")
     sf.write(buffer, wave, rate, format="FLAC")
-    data = buffer.getvalue()
-    response = api.post(
-        f"{API}/s2tt", files={"audio_file": ("broken.flac", data[: len(data) // 2])}, data={"tgt_lang": "eng"}
-    )
+    data = bytearray(buffer.getvalue())
+    middle = len(data) // 3
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    response = api.post(f"{API}/s2tt", files={"audio_file": ("broken.flac", bytes(data))}, data={"tgt_lang": "eng"})
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "invalid_audio"

@@ -485,7 +485,8 @@ def test_float_wav_with_nan_or_inf(bad: float) -> None:
     samples = tone(16_000, 0.5, (440.0, 880.0))
     samples[100, 1] = bad
     data = wav_bytes(samples, 16_000, "FLOAT")
-    assert probe_audio(data).frames == 8_000  # the header is fine; only decoding sees the samples
+    with pytest.raises(InvalidAudio, match="NaN or infinite"):
+        probe_audio(data)  # the header is fine: the probe reads a float WAV's samples to find them
     with pytest.raises(InvalidAudio, match="NaN or infinite"):
         decode_audio(data)
     with pytest.raises(InvalidAudio, match="NaN or infinite"):
@@ -509,14 +510,23 @@ def test_absurd_sample_rate_and_too_many_channels() -> None:
 
 
 def test_truncated_flac_fails_when_decoded() -> None:
-    """A FLAC cut in half still has an intact STREAMINFO: the cheap probe cannot tell, decoding does."""
+    """A FLAC cut in half still has an intact STREAMINFO: the probe's seek to its end finds the cut, and so does
+    decoding. A frame damaged mid-stream passes the probe; only decoding finds it."""
     data = write(tone(16_000, 2.0, (440.0,)), 16_000, "flac")
     cut = data[: len(data) // 2]
-    assert probe_audio(cut).frames == 32_000
+    with pytest.raises(InvalidAudio, match="truncated or corrupt"):
+        probe_audio(cut)
     with pytest.raises(InvalidAudio, match="corrupt or truncated"):
         decode_audio(cut)
     with pytest.raises(InvalidAudio, match="corrupt or truncated"):
         list(iter_decoded_blocks(cut, block_s=0.1))
+    damaged = bytearray(data)
+    damaged[len(data) // 3 : len(data) // 3 + 64] = bytes(
+        b ^ 0xFF for b in damaged[len(data) // 3 : len(data) // 3 + 64]
+    )
+    assert probe_audio(bytes(damaged)).frames == 32_000
+    with pytest.raises(InvalidAudio, match="corrupt or truncated"):
+        decode_audio(bytes(damaged))
 
 
 def test_truncated_vorbis() -> None:

@@ -23,3 +23,23 @@ def test_readme_shows_the_two_set_up_commands_and_the_seed_examples() -> None:
     assert "make test" in text
     for endpoint in ("s2st", "s2tt", "t2st", "t2tt"):
         assert f'curl -X POST "http://localhost:8000/api/v1/{endpoint}"' in text
+
+
+def test_readme_client_example_runs_against_a_real_stack(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from stack import running_stack
+
+    text = README.read_text()
+    section = text[text.index("## Python client and command line") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code, "the client section lost its example"
+    data = Path(__file__).parent / "data"
+    with running_stack(tmp_path, tiny_model_dir) as stack:
+        example = (
+            code.group(1)
+            .replace('"http://localhost:8000"', repr(stack.url))
+            .replace('api_key="m4t_…"', "api_key=None")
+            .replace('"meeting.flac"', repr(str(data / "speech_fr.wav")))
+            .replace('"meeting.eng.mp3"', repr(str(tmp_path / "out.mp3")))
+        )
+        exec(compile(example, "README.md", "exec"), {})
+    assert (tmp_path / "out.mp3").stat().st_size > 0

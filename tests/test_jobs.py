@@ -141,7 +141,7 @@ def test_records_expire(redis_url: str) -> None:
     assert store.redis.ttl(f"m4t:job:{job.id}") in (1, 2)
     time.sleep(2.2)
     assert store.get(job.id) is None
-    assert store.is_gone(job.id)
+    assert store.gone_owner(job.id) == ""
 
 
 def test_unreachable_redis_raises_connection_error() -> None:

@@ -107,6 +107,7 @@ def test_serve_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
     output = (tmp_path / "serve.log").read_text()
     assert code == 0, output
     assert f"API:     {base}/api/v1" in output
+    assert "AUTH IS OFF" in output
     deadline = time.monotonic() + 10
     while processes_with_env(str(tmp_path)) and time.monotonic() < deadline:
         time.sleep(0.2)

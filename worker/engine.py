@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -92,6 +93,29 @@ class DecodingOptions:
         return kwargs
 
 
+@dataclass(frozen=True)
+class FaultInjection:
+    """Test hooks that make the engine fail like real hardware does (``M4T_FAULT_*``). Never set in production."""
+
+    oom_over_items: int | None = None
+    """Raise CUDA out-of-memory for any batch of more items than this."""
+
+    oom_marker: str | None = None
+    """Raise CUDA out-of-memory for any batch holding a text item that contains this marker, even alone."""
+
+    crash_marker: str | None = None
+    """Kill this process (SIGKILL, like a segfault) when a text item contains this marker."""
+
+    def check(self, items: Sequence[Item]) -> None:
+        if self.crash_marker and any(isinstance(i, TextItem) and self.crash_marker in i.text for i in items):
+            log.error("M4T_FAULT_CRASH_MARKER seen: killing this worker (test hook)")
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.oom_over_items is not None and len(items) > self.oom_over_items:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected for batches over {self.oom_over_items})")
+        if self.oom_marker and any(isinstance(i, TextItem) and self.oom_marker in i.text for i in items):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected by M4T_FAULT_OOM_MARKER)")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -125,6 +149,7 @@ class TranslationEngine:
         dtype: torch.dtype,
         decoding: DecodingOptions,
         default_speaker_id: int = 0,
+        faults: FaultInjection | None = None,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -133,6 +158,7 @@ class TranslationEngine:
         self.dtype = dtype
         self.decoding = decoding
         self.default_speaker_id = default_speaker_id
+        self.faults = faults or FaultInjection()
         self.languages = LanguageSupport.from_generation_config(model.generation_config)
         self.num_speakers = int(getattr(model.config, "vocoder_num_spkrs", 1))
         self._lock = threading.Lock()
@@ -147,6 +173,11 @@ class TranslationEngine:
             decoding=DecodingOptions.from_settings(settings),
             default_speaker_id=settings.default_speaker_id,
             cache_dir=settings.model_cache_dir,
+            faults=FaultInjection(
+                oom_over_items=settings.fault_oom_over_items,
+                oom_marker=settings.fault_oom_marker,
+                crash_marker=settings.fault_crash_marker,
+            ),
         )
 
     @classmethod
@@ -160,6 +191,7 @@ class TranslationEngine:
         decoding: DecodingOptions | None = None,
         default_speaker_id: int = 0,
         cache_dir: Path | None = None,
+        faults: FaultInjection | None = None,
     ) -> TranslationEngine:
         """Load the model once, through ``from_pretrained``, whatever the source (hub id, folder, ``tiny``)."""
         from transformers import AutoProcessor, SeamlessM4Tv2Model
@@ -193,6 +225,7 @@ class TranslationEngine:
             dtype=torch_dtype,
             decoding=decoding or DecodingOptions(),
             default_speaker_id=default_speaker_id,
+            faults=faults,
         )
 
     def translate(
@@ -212,6 +245,7 @@ class TranslationEngine:
         bounds = [self.decoding.max_new_tokens_for(n) for n in source_lengths]
         try:
             with self._lock, torch.inference_mode():
+                self.faults.check(items)
                 if task.speech_output:
                     return self._generate_speech(inputs, tgt, speaker, max(bounds))
                 return self._generate_text(inputs, tgt, max(bounds), per_item=bounds)

@@ -69,6 +69,10 @@ def run_inference_worker(settings: WorkerSettings, *, queues: list[str] | None =
         max_attempts=settings.max_attempts,
         stats=stats,
         after_job=after_job,
+        requeue=lambda message, delay: app.send_task(
+            RUN_JOB_TASK, args=[message.to_celery()], queue=settings.inference_queue, countdown=delay
+        ),
+        retry_delay_s=settings.retry_delay_s,
     )
     register_inference_tasks(app, runner)
     queue_names = queues or [settings.inference_queue]

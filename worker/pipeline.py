@@ -11,9 +11,10 @@ length-sorted batches, stitch the results back in order.
 from __future__ import annotations
 
 import itertools
+import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,14 @@ from typing import Any
 import numpy as np
 
 from shared.audio import CONTENT_TYPES, encode_audio, iter_decoded_blocks
-from shared.errors import InferenceFailed
+from shared.errors import EngineOutOfMemory, InferenceFailed
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
 from worker.engine import Item, ItemResult, SpeechItem, TextItem, TranslationEngine
 from worker.segmentation import SpeechSegment, SpeechSegmenter
 from worker.text_chunks import TextChunk, chunk_text, join_chunks, join_segment_texts
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 DECODE_BLOCK_S = 60.0
@@ -80,15 +83,17 @@ class TranslationPipeline:
         self.storage.download_to(message.input_key, source)
         audio, segments = self._decode_and_segment(source, folder / "audio.f32")
         ctx.checkpoint()
-        items: list[Item] = [
-            SpeechItem(np.array(audio[_sample(s.start_s) : _sample(s.end_s)], dtype=np.float32)) for s in segments
-        ]
-        translated = self._translate(message, ctx, items, sizes=[s.duration_s for s in segments])
+        translated = self._translate(
+            message,
+            ctx,
+            lambda i: SpeechItem(audio.read(segments[i].start_s, segments[i].end_s)),
+            sizes=[s.duration_s for s in segments],
+        )
         texts = [r.text for r in translated.results]
         result: dict[str, Any] = {
             "text": join_segment_texts(texts, message.tgt_lang, overlapped=[s.hard_cut for s in segments]),
             "engine_s": round(translated.engine_s, 4),
-            "source_duration_s": round(len(audio) / SAMPLE_RATE, 3),
+            "source_duration_s": round(audio.samples / SAMPLE_RATE, 3),
         }
         rows: list[dict[str, Any]] = [
             {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "text": text}
@@ -104,12 +109,12 @@ class TranslationPipeline:
         result["segments"] = rows
         return result
 
-    def _decode_and_segment(self, source: Path, scratch: Path) -> tuple[np.ndarray, list[SpeechSegment]]:
+    def _decode_and_segment(self, source: Path, scratch: Path) -> tuple[ScratchAudio, list[SpeechSegment]]:
         """One decoding pass: blocks go to a float32 file on disk and through the VAD."""
         total = 0
         with scratch.open("wb") as out:
 
-            def blocks() -> Any:
+            def blocks() -> Iterator[np.ndarray]:
                 nonlocal total
                 for block in iter_decoded_blocks(source, block_s=DECODE_BLOCK_S):
                     out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
@@ -117,10 +122,7 @@ class TranslationPipeline:
                     yield block
 
             segments = self.segmenter.segment(blocks(), sample_rate=SAMPLE_RATE)
-        if total == 0:
-            return np.zeros(0, dtype=np.float32), []
-        audio = np.memmap(scratch, dtype=np.float32, mode="r", shape=(total,))
-        return audio, segments
+        return ScratchAudio(scratch, total), segments
 
     # -- text input --------------------------------------------------------------------------------------------
     def _run_text(self, message: JobMessage, ctx: JobContext) -> dict[str, Any]:
@@ -133,8 +135,10 @@ class TranslationPipeline:
             count_tokens=self.engine.count_tokens,
             max_tokens=self.options.text_chunk_tokens,
         )
-        items: list[Item] = [TextItem(chunk.text, message.src_lang) for chunk in chunks]
-        translated = self._translate(message, ctx, items, sizes=[len(chunk.text) for chunk in chunks])
+        src_lang = message.src_lang
+        translated = self._translate(
+            message, ctx, lambda i: TextItem(chunks[i].text, src_lang), sizes=[len(chunk.text) for chunk in chunks]
+        )
         texts = [r.text for r in translated.results]
         result: dict[str, Any] = {
             "text": join_chunks(chunks, texts, message.tgt_lang),
@@ -149,28 +153,41 @@ class TranslationPipeline:
 
     # -- shared ------------------------------------------------------------------------------------------------
     def _translate(
-        self, message: JobMessage, ctx: JobContext, items: Sequence[Item], *, sizes: Sequence[float]
+        self, message: JobMessage, ctx: JobContext, item: Callable[[int], Item], *, sizes: Sequence[float]
     ) -> Translated:
-        """Longest first, in batches; results come back in item order."""
-        order = sorted(range(len(items)), key=lambda i: sizes[i], reverse=True)
-        results: list[ItemResult | None] = [None] * len(items)
+        """Items 0..n-1 (made by ``item(i)`` only when their batch comes, so long audio is never all in memory),
+        longest first, in batches; results come back in item order."""
+        count = len(sizes)
+        order = sorted(range(count), key=lambda i: sizes[i], reverse=True)
+        results: list[ItemResult | None] = [None] * count
         engine_s = 0.0
         done = 0
-        ctx.progress(0, len(items))
+        ctx.progress(0, count)
         for start in range(0, len(order), self.options.batch_size):
             ctx.checkpoint()
             indices = order[start : start + self.options.batch_size]
             began = time.perf_counter()
-            batch = self.engine.translate(
-                message.task, [items[i] for i in indices], tgt_lang=message.tgt_lang, speaker_id=message.speaker_id
-            )
+            batch = self._translate_batch(message, [item(i) for i in indices])
             engine_s += time.perf_counter() - began
             for index, result in zip(indices, batch, strict=True):
                 results[index] = result
             done += len(indices)
-            ctx.progress(done, len(items))
+            ctx.progress(done, count)
         ctx.checkpoint()
         return Translated([r for r in results if r is not None], engine_s)
+
+    def _translate_batch(self, message: JobMessage, items: Sequence[Item]) -> list[ItemResult]:
+        """One batch; on out-of-memory, the two halves one after the other (down to single items, which then fail
+        the job with ``out_of_memory``: the worker itself keeps serving)."""
+        try:
+            return self.engine.translate(message.task, items, tgt_lang=message.tgt_lang, speaker_id=message.speaker_id)
+        except EngineOutOfMemory:
+            self.engine.release_cached_memory()
+            if len(items) == 1:
+                raise
+            log.warning("job %s: out of memory on %d items; splitting the batch", message.job_id, len(items))
+            half = len(items) // 2
+            return self._translate_batch(message, items[:half]) + self._translate_batch(message, items[half:])
 
     def _concatenate(
         self, waves: Sequence[np.ndarray], pauses: Sequence[float]
@@ -193,6 +210,19 @@ class TranslationPipeline:
         key = output_key(message.job_id, f"audio.{fmt}")
         self.storage.put_bytes(key, encode_audio(wave, fmt), content_type=CONTENT_TYPES[fmt])
         return {"key": key, "format": fmt, "sample_rate": SAMPLE_RATE, "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
+
+
+class ScratchAudio:
+    """Decoded 16 kHz float32 samples in a file on disk; segments are read from it one batch at a time."""
+
+    def __init__(self, path: Path, samples: int) -> None:
+        self.path = path
+        self.samples = samples
+
+    def read(self, start_s: float, end_s: float) -> np.ndarray:
+        start = min(_sample(start_s), self.samples)
+        count = max(0, min(_sample(end_s), self.samples) - start)
+        return np.fromfile(self.path, dtype=np.float32, count=count, offset=start * 4)
 
 
 def _sample(seconds: float) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import InferenceFailed, M4TError
+from shared.errors import InferenceFailed, M4TError, StorageUnavailable
 from shared.jobs import ClaimOutcome, JobStore
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
@@ -77,6 +77,8 @@ class JobRunner:
         max_attempts: int,
         stats: WorkerStats | None = None,
         after_job: Callable[[], None] | None = None,
+        requeue: Callable[[JobMessage, float], None] | None = None,
+        retry_delay_s: float = 10.0,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -86,6 +88,8 @@ class JobRunner:
         self.max_attempts = max_attempts
         self.stats = stats or WorkerStats()
         self._after_job = after_job
+        self._requeue = requeue
+        self.retry_delay_s = retry_delay_s
 
     def run(self, message: JobMessage) -> str:
         """Run the job if nobody else has or does; returns what happened (for logs and tests)."""
@@ -117,6 +121,8 @@ class JobRunner:
             result = self._execute(message, token, lease)
         except LeaseLost:
             return "lease_lost"
+        except StorageUnavailable as exc:
+            return self._retry_later(message, token, exc)
         except JobCancelled:
             self.storage.delete_prefix(output_key(job_id, ""))
             self.store.mark_cancelled(job_id, token=token)
@@ -135,6 +141,17 @@ class JobRunner:
             log.info("job %s: succeeded", job_id)
             return "succeeded"
         return "lease_lost"
+
+    def _retry_later(self, message: JobMessage, token: str, error: StorageUnavailable) -> str:
+        if not self.store.release_for_retry(message.job_id, token=token, error=error):
+            return "lease_lost"
+        record = self.store.get(message.job_id)
+        attempts = record.attempts if record else 1
+        delay = self.retry_delay_s * 2 ** max(0, attempts - 1)
+        log.warning("job %s: %s; retrying in %.0f s", message.job_id, error.message, delay)
+        if self._requeue is not None:
+            self._requeue(message, delay)
+        return "retry"
 
     def _record_failure(self, job_id: str, token: str, error: M4TError, cause: Exception | None = None) -> None:
         self.storage.delete_prefix(output_key(job_id, ""))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from gateway.auth import Caller, CallerDep
 from gateway.deps import ServicesDep
 from gateway.intake import speech_submission, text_submission
 from gateway.schemas import ErrorEnvelope, JobOut, SpeechJobForm, TextJobRequest
@@ -27,15 +28,27 @@ _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorEnvelope, "description": text}
     for code, text in {
+        401: "Missing, invalid or revoked API key",
         404: "Unknown job",
         410: "The job expired and its results were deleted",
         409: "Not in a state that allows this",
         413: "Upload, audio or text over the limit",
         415: "Not a supported media type",
+        429: "Over this API key's rate limit, concurrent-job limit or daily audio quota; retry after `Retry-After`",
         422: "Invalid request (unknown task, missing field, empty text, unsupported language, undecodable audio)",
         503: "Redis or storage unreachable; retry after `Retry-After` seconds",
     }.items()
 }
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Same key + same request = the same job, never a second one (kept 24 h)",
+        max_length=255,
+    ),
+]
 
 
 class ResultNotReady(M4TError):
@@ -71,13 +84,16 @@ class JobGone(M4TError):
     status_code = 410
 
 
-async def load_job(services: Services, job_id: str) -> JobRecord:
-    """The job, or 404 (unknown) / 410 (expired, its results deleted)."""
+async def load_job(services: Services, job_id: str, caller: Caller) -> JobRecord:
+    """The job, or 404 (unknown, or another key's) / 410 (expired, its results deleted)."""
     if not _JOB_ID.match(job_id):
         raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
     record = await run_in_threadpool(services.store.get, job_id)
+    if record is not None and not caller.sees(record):
+        raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
     if record is None:
-        if await run_in_threadpool(services.store.is_gone, job_id):
+        owner = await run_in_threadpool(services.store.gone_owner, job_id)
+        if owner is not None and (caller.admin or owner == caller.owner):
             raise JobGone(f"job '{job_id}' has expired and its results were deleted", details={"job_id": job_id})
         raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
     return record
@@ -109,12 +125,17 @@ def accepted(record: JobRecord, request: Request, *, replayed: bool = False, **e
     description="JSON body for text input (t2tt, t2st); multipart form with `audio_file` for speech input "
     "(s2st, s2tt). Answers 202 with the job and a `Location` to poll.",
 )
-async def create_job(request: Request, services: ServicesDep) -> JSONResponse:
+async def create_job(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        submitted = await speech_submission(request, services, SpeechJobForm, None)
+        submitted = await speech_submission(request, services, caller, SpeechJobForm, None)
     elif content_type.startswith("application/json"):
-        submitted = await text_submission(request, services, TextJobRequest, None)
+        submitted = await text_submission(request, services, caller, TextJobRequest, None)
     else:
         raise UnsupportedMediaType(
             "send application/json for text jobs, or multipart/form-data with 'audio_file' for speech jobs"
@@ -123,8 +144,8 @@ async def create_job(request: Request, services: ServicesDep) -> JSONResponse:
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERROR_RESPONSES, summary="Get a job")
-async def get_job(job_id: str, request: Request, services: ServicesDep) -> dict[str, Any]:
-    return await job_view(services, await load_job(services, job_id), request)
+async def get_job(job_id: str, request: Request, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    return await job_view(services, await load_job(services, job_id, caller), request)
 
 
 @router.get(
@@ -136,8 +157,8 @@ async def get_job(job_id: str, request: Request, services: ServicesDep) -> dict[
     response_class=StreamingResponse,
     summary="Download a job's output audio",
 )
-async def get_job_audio(job_id: str, services: ServicesDep) -> StreamingResponse:
-    record = await load_job(services, job_id)
+async def get_job_audio(job_id: str, services: ServicesDep, caller: CallerDep) -> StreamingResponse:
+    record = await load_job(services, job_id, caller)
     if not record.task.speech_output:
         raise NoAudio(f"a {record.task.value} job has no audio output", details={"job_id": job_id})
     if record.status is not JobStatus.SUCCEEDED or not record.result or not record.result.get("audio"):
@@ -171,13 +192,16 @@ class NoSubtitles(M4TError):
         **ERROR_RESPONSES,
         200: {"content": {mime: {} for mime in SUBTITLE_TYPES.values()}, "description": "SRT or WebVTT"},
     },
-    response_class=PlainTextResponse,
+    response_class=Response,
     summary="Download a speech job's translation as subtitles",
 )
 async def get_job_subtitles(
-    job_id: str, services: ServicesDep, format: Annotated[Literal["srt", "vtt"], Query()] = "srt"
+    job_id: str,
+    services: ServicesDep,
+    caller: CallerDep,
+    format: Annotated[Literal["srt", "vtt"], Query()] = "srt",
 ) -> PlainTextResponse:
-    record = await load_job(services, job_id)
+    record = await load_job(services, job_id, caller)
     if not record.task.speech_input:
         raise NoSubtitles(f"a {record.task.value} job has no timed segments", details={"job_id": job_id})
     if record.status is not JobStatus.SUCCEEDED or not record.result:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from gateway.auth import CallerDep
 from gateway.deps import ServicesDep
 from gateway.routes.jobs import ERROR_RESPONSES, job_view, load_job
 from gateway.schemas import JobList, JobOut, WebhookEventList
@@ -54,16 +55,21 @@ def _decode_cursor(value: str) -> tuple[float, str]:
 async def list_jobs(
     request: Request,
     services: ServicesDep,
+    caller: CallerDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
 ) -> dict[str, Any]:
     before = _decode_cursor(cursor) if cursor else None
-    records, next_cursor = await run_in_threadpool(
-        lambda: services.store.list_jobs(status=status, limit=limit, before=before)
+    # One more than asked: a next page exists only if it comes back.
+    records, _ = await run_in_threadpool(
+        lambda: services.store.list_jobs(status=status, limit=limit + 1, before=before, owner=caller.listing_owner)
     )
+    more = len(records) > limit
+    records = records[:limit]
     jobs = [await job_view(services, record, request) for record in records]
-    return {"jobs": jobs, "next_cursor": _encode_cursor(next_cursor) if len(records) == limit else None}
+    next_cursor = (records[-1].created_at, records[-1].id) if more else None
+    return {"jobs": jobs, "next_cursor": _encode_cursor(next_cursor)}
 
 
 @router.delete(
@@ -75,8 +81,8 @@ async def list_jobs(
     "boundary (202, `cancel_requested: true`) and ends `cancelled`, its partial outputs deleted. A finished job "
     "answers 409.",
 )
-async def cancel_job(job_id: str, request: Request, services: ServicesDep) -> JSONResponse:
-    record = await load_job(services, job_id)
+async def cancel_job(job_id: str, request: Request, services: ServicesDep, caller: CallerDep) -> JSONResponse:
+    record = await load_job(services, job_id, caller)
     outcome = await run_in_threadpool(services.store.request_cancel, job_id)
     if outcome is CancelOutcome.MISSING:
         raise JobNotFound(f"no job with id '{job_id}'", details={"job_id": job_id})
@@ -85,7 +91,7 @@ async def cancel_job(job_id: str, request: Request, services: ServicesDep) -> JS
             f"the job has already {'been ' if record.status is JobStatus.CANCELLED else ''}{record.status.value}",
             details={"job_id": job_id},
         )
-    latest = await load_job(services, job_id)
+    latest = await load_job(services, job_id, caller)
     body = await job_view(services, latest, request)
     return JSONResponse(body, status_code=200 if outcome is CancelOutcome.CANCELLED else 202)
 
@@ -96,10 +102,12 @@ def _sse(event_id: str, event: str, data: dict[str, Any]) -> str:
 
 async def _job_events(services: Services, job_id: str, last_id: str, base_url: str) -> AsyncIterator[str]:
     silent_ms = 0
+    block: int | None = None  # the first read does not wait: a finished job's stream closes at once
     while True:
         reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] = await services.aredis.xread(  # type: ignore[assignment]
-            {events_key(job_id): last_id}, block=_READ_BLOCK_MS, count=100
+            {events_key(job_id): last_id}, block=block, count=100
         )
+        block = _READ_BLOCK_MS
         if not reply:
             record = await fetch_job(services.aredis, job_id)
             if record is None or record.status.terminal:
@@ -133,8 +141,8 @@ async def _job_events(services: Services, job_id: str, last_id: str, base_url: s
     description="Events `status` (with the whole job) and `progress` (`done`, `total`), from the job's creation "
     "(or after `Last-Event-ID` on reconnect), ending with the terminal status event.",
 )
-async def job_events(job_id: str, request: Request, services: ServicesDep) -> StreamingResponse:
-    await load_job(services, job_id)
+async def job_events(job_id: str, request: Request, services: ServicesDep, caller: CallerDep) -> StreamingResponse:
+    await load_job(services, job_id, caller)
     last_id = request.headers.get("last-event-id", "").strip()
     if not _STREAM_ID.match(last_id):
         last_id = "0-0"
@@ -151,8 +159,8 @@ async def job_events(job_id: str, request: Request, services: ServicesDep) -> St
     responses=ERROR_RESPONSES,
     summary="A job's webhook events and every delivery attempt",
 )
-async def job_webhooks(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    await load_job(services, job_id)
+async def job_webhooks(job_id: str, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    await load_job(services, job_id, caller)
     store = WebhookEventStore(services.redis)
     found = await run_in_threadpool(store.for_job, job_id)
     return {"events": [event_to_api(event, attempts) for event, attempts in found]}

@@ -34,7 +34,7 @@ def _check(services: Services) -> tuple[dict[str, str], list[Heartbeat], int | N
     try:
         services.redis.ping()
         beats = services.registry.alive()
-        depth = services.queue_depth()
+        depth = services.store.queued_count()
         checks["redis"] = "ok"
     except Exception:  # noqa: BLE001 - health reports the outage instead of failing
         checks["redis"] = "unreachable"

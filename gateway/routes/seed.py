@@ -7,18 +7,19 @@ at once; ``Prefer: wait=N`` waits at most N seconds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
+from gateway.auth import Caller, CallerDep
 from gateway.body import require_json
 from gateway.deps import ServicesDep
 from gateway.errors import error_response
 from gateway.intake import speech_submission, text_submission
 from gateway.prefer import parse_prefer
-from gateway.routes.jobs import ERROR_RESPONSES, accepted, multipart_schema
-from gateway.schemas import JobOut, SeedSpeechForm, SeedTextRequest
+from gateway.routes.jobs import ERROR_RESPONSES, IdempotencyKeyHeader, accepted, multipart_schema
+from gateway.schemas import ErrorEnvelope, JobOut, SeedSpeechForm, SeedTextRequest
 from gateway.services import Services
 from gateway.submission import Submitted
 from gateway.waiting import wait_for_end
@@ -28,13 +29,22 @@ from shared.tasks import Task
 
 router = APIRouter(prefix="/api/v1", tags=["seed-compatible"])
 
+PreferHeader = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        description="`respond-async` answers 202 at once; `wait=N` waits at most N seconds (RFC 7240)",
+        max_length=200,
+    ),
+]
+
 # A failed job's error code -> the status the synchronous endpoints answer with.
 _CLIENT_ERROR_CODES = {"invalid_audio", "unsupported_language", "invalid_request", "empty_text"}
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,
     202: {"model": JobOut, "description": "Still running (or `Prefer: respond-async`): poll `Location`"},
-    500: {"description": "The job failed on the worker (error envelope)"},
+    500: {"model": ErrorEnvelope, "description": "The job failed on the worker"},
 }
 
 
@@ -57,13 +67,13 @@ async def _finish(submitted: Submitted, request: Request, services: Services) ->
     return error_response(status, code, message, job_id=final.id)
 
 
-async def _speech(task: Task, request: Request, services: ServicesDep) -> JSONResponse:
-    return await _finish(await speech_submission(request, services, SeedSpeechForm, task), request, services)
+async def _speech(task: Task, request: Request, services: Services, caller: Caller) -> JSONResponse:
+    return await _finish(await speech_submission(request, services, caller, SeedSpeechForm, task), request, services)
 
 
-async def _text(task: Task, request: Request, services: ServicesDep) -> JSONResponse:
+async def _text(task: Task, request: Request, services: Services, caller: Caller) -> JSONResponse:
     require_json(request)
-    return await _finish(await text_submission(request, services, SeedTextRequest, task), request, services)
+    return await _finish(await text_submission(request, services, caller, SeedTextRequest, task), request, services)
 
 
 _SPEECH_BODY = {
@@ -80,20 +90,44 @@ _TEXT_BODY = {
 @router.post(
     "/s2st", response_model=JobOut, responses=RESPONSES, openapi_extra=_SPEECH_BODY, summary="Speech to speech"
 )
-async def s2st(request: Request, services: ServicesDep) -> JSONResponse:
-    return await _speech(Task.S2ST, request, services)
+async def s2st(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+    prefer: PreferHeader = None,
+) -> JSONResponse:
+    return await _speech(Task.S2ST, request, services, caller)
 
 
 @router.post("/s2tt", response_model=JobOut, responses=RESPONSES, openapi_extra=_SPEECH_BODY, summary="Speech to text")
-async def s2tt(request: Request, services: ServicesDep) -> JSONResponse:
-    return await _speech(Task.S2TT, request, services)
+async def s2tt(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+    prefer: PreferHeader = None,
+) -> JSONResponse:
+    return await _speech(Task.S2TT, request, services, caller)
 
 
 @router.post("/t2st", response_model=JobOut, responses=RESPONSES, openapi_extra=_TEXT_BODY, summary="Text to speech")
-async def t2st(request: Request, services: ServicesDep) -> JSONResponse:
-    return await _text(Task.T2ST, request, services)
+async def t2st(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+    prefer: PreferHeader = None,
+) -> JSONResponse:
+    return await _text(Task.T2ST, request, services, caller)
 
 
 @router.post("/t2tt", response_model=JobOut, responses=RESPONSES, openapi_extra=_TEXT_BODY, summary="Text to text")
-async def t2tt(request: Request, services: ServicesDep) -> JSONResponse:
-    return await _text(Task.T2TT, request, services)
+async def t2tt(
+    request: Request,
+    services: ServicesDep,
+    caller: CallerDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+    prefer: PreferHeader = None,
+) -> JSONResponse:
+    return await _text(Task.T2TT, request, services, caller)

@@ -1,0 +1,210 @@
+"""API keys and their limits, in Redis. Only a SHA-256 of each key is stored (keys are 256-bit random secrets, so a
+plain hash is enough); the key itself is shown once, when created.
+
+Keys (under ``m4t:``): ``apikey:{sha256}`` hash (the key's record), ``apikey-id:{id}`` string (id -> sha256),
+``apikeys`` set (ids). Usage: ``rate:{id}:{minute}`` counters, ``active:{id}`` set (unfinished job ids, kept by the
+job store's Lua), ``audio:{id}:{day}`` float counters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from datetime import UTC, datetime
+
+import redis
+from pydantic import BaseModel
+
+from shared.errors import M4TError
+
+PREFIX = "m4t:"
+KEY_PREFIX = "m4t_"
+
+
+class RateLimited(M4TError):
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class TooManyActiveJobs(RateLimited):
+    code = "too_many_active_jobs"
+
+
+class QuotaExceeded(RateLimited):
+    code = "quota_exceeded"
+
+
+class ApiKey(BaseModel):
+    id: str
+    name: str
+    admin: bool = False
+    rate_limit_per_min: int | None = None
+    max_concurrent: int | None = None
+    audio_seconds_per_day: float | None = None
+    created_at: float
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def active_jobs_key(key_id: str) -> str:
+    return f"{PREFIX}active:{key_id}"
+
+
+# Admit a job for a key: under its concurrency limit and its daily audio quota, both checked and counted at once.
+_ADMIT_LUA = """
+local active, audio = KEYS[1], KEYS[2]
+local job_id, max_active, seconds, max_seconds, day_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4]), tonumber(ARGV[5])
+if max_active >= 0 and redis.call('SCARD', active) >= max_active then return 'active' end
+if max_seconds >= 0 and seconds > 0 then
+  local used = tonumber(redis.call('GET', audio) or '0')
+  if used + seconds > max_seconds then return 'audio' end
+  redis.call('INCRBYFLOAT', audio, seconds)
+  redis.call('EXPIRE', audio, day_ttl)
+end
+redis.call('SADD', active, job_id)
+return 'ok'
+"""
+
+
+class ApiKeyStore:
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._admit = client.register_script(_ADMIT_LUA)
+
+    def create(
+        self,
+        name: str,
+        *,
+        admin: bool = False,
+        rate_limit_per_min: int | None = None,
+        max_concurrent: int | None = None,
+        audio_seconds_per_day: float | None = None,
+    ) -> tuple[str, ApiKey]:
+        """A new key: returns the key itself (shown once) and its record."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        record = ApiKey(
+            id=secrets.token_hex(6),
+            name=name,
+            admin=admin,
+            rate_limit_per_min=rate_limit_per_min,
+            max_concurrent=max_concurrent,
+            audio_seconds_per_day=audio_seconds_per_day,
+            created_at=time.time(),
+        )
+        digest = _digest(key)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(f"{PREFIX}apikey:{digest}", record.model_dump_json())
+        pipe.set(f"{PREFIX}apikey-id:{record.id}", digest)
+        pipe.sadd(f"{PREFIX}apikeys", record.id)
+        pipe.execute()
+        return key, record
+
+    def lookup(self, key: str) -> ApiKey | None:
+        """The active key's record, or None (unknown or revoked). Checked on every request: revocation is at once."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:
+            return None
+        raw = self._redis.get(f"{PREFIX}apikey:{_digest(key)}")
+        if raw is None:
+            return None
+        record = ApiKey.model_validate_json(raw)
+        return record if record.active else None
+
+    def all(self) -> list[ApiKey]:
+        found = []
+        for key_id in sorted(self._redis.smembers(f"{PREFIX}apikeys")):
+            record = self.get(str(key_id))
+            if record is not None:
+                found.append(record)
+        return sorted(found, key=lambda k: k.created_at)
+
+    def get(self, key_id: str) -> ApiKey | None:
+        digest = self._redis.get(f"{PREFIX}apikey-id:{key_id}")
+        raw = self._redis.get(f"{PREFIX}apikey:{_text(digest)}") if digest else None
+        return ApiKey.model_validate_json(raw) if raw else None
+
+    def revoke(self, id_or_name: str) -> list[ApiKey]:
+        """Revoke the key with this id, or every active key with this name. Returns what was revoked."""
+        revoked = []
+        for record in self.all():
+            if record.active and id_or_name in (record.id, record.name):
+                digest = _text(self._redis.get(f"{PREFIX}apikey-id:{record.id}"))
+                updated = record.model_copy(update={"revoked_at": time.time()})
+                self._redis.set(f"{PREFIX}apikey:{digest}", updated.model_dump_json())
+                revoked.append(updated)
+        return revoked
+
+    # -- limits ------------------------------------------------------------------------------------------------
+    def count_request(self, key: ApiKey, *, now: float | None = None) -> None:
+        """Count one request against the key's per-minute limit; raise ``RateLimited`` past it."""
+        if not key.rate_limit_per_min:
+            return
+        now = time.time() if now is None else now
+        minute = int(now // 60)
+        counter = f"{PREFIX}rate:{key.id}:{minute}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(counter)
+        pipe.expire(counter, 120)
+        count = int(pipe.execute()[0])
+        if count > key.rate_limit_per_min:
+            raise RateLimited(
+                f"more than {key.rate_limit_per_min} requests this minute for this API key",
+                retry_after_s=max(1, int(60 - now % 60) + 1),
+            )
+
+    def admit_job(self, key: ApiKey, job_id: str, *, audio_seconds: float = 0.0, now: float | None = None) -> None:
+        """Count a new job against the key's concurrency limit and daily audio quota, or raise."""
+        if key.max_concurrent is None and key.audio_seconds_per_day is None:
+            self._redis.sadd(active_jobs_key(key.id), job_id)
+            return
+        now = time.time() if now is None else now
+        day = datetime.fromtimestamp(now, tz=UTC)
+        outcome = self._admit(
+            keys=[active_jobs_key(key.id), f"{PREFIX}audio:{key.id}:{day:%Y%m%d}"],
+            args=[
+                job_id,
+                -1 if key.max_concurrent is None else key.max_concurrent,
+                audio_seconds,
+                -1 if key.audio_seconds_per_day is None else key.audio_seconds_per_day,
+                2 * 86400,
+            ],
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else str(outcome)
+        if outcome == "active":
+            raise TooManyActiveJobs(
+                f"this API key already has {key.max_concurrent} unfinished jobs; wait for one to end",
+                retry_after_s=5,
+            )
+        if outcome == "audio":
+            midnight = (int(now // 86400) + 1) * 86400
+            raise QuotaExceeded(
+                f"this API key's daily audio quota ({key.audio_seconds_per_day:g} s) would be exceeded",
+                retry_after_s=max(1, int(midnight - now)),
+            )
+
+    def release_job(self, key: ApiKey, job_id: str, *, audio_seconds: float = 0.0, now: float | None = None) -> None:
+        """Undo ``admit_job`` for a submission that did not go through."""
+        self._redis.srem(active_jobs_key(key.id), job_id)
+        if audio_seconds and key.audio_seconds_per_day is not None:
+            now = time.time() if now is None else now
+            day = datetime.fromtimestamp(now, tz=UTC)
+            self._redis.incrbyfloat(f"{PREFIX}audio:{key.id}:{day:%Y%m%d}", -audio_seconds)
+
+    def active_jobs(self, key_id: str) -> int:
+        return int(self._redis.scard(active_jobs_key(key_id)))

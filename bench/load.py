@@ -184,6 +184,7 @@ def serve_env(data_dir: Path, api_port: int, model: str, **extra: str) -> dict[s
         M4T_TEXT_NUM_BEAMS="1",
         M4T_MAX_LEN_B="10",
         M4T_WEBHOOK_ALLOW_HOSTS="127.0.0.1/32",
+        M4T_UI_PORT="0",
         PYTHONUNBUFFERED="1",
         **extra,
     )

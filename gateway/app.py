@@ -52,6 +52,15 @@ def create_app(settings: GatewaySettings, *, services: Services | None = None) -
     app.include_router(seed.router)
     app.include_router(meta.router)
 
+    if settings.ui_mount:
+        from client.ui import mount_ui, ui_available
+
+        if ui_available():
+            host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+            mount_ui(app, f"http://{host}:{settings.api_port}", settings.ui_api_key)
+        else:
+            log.warning("M4T_UI_MOUNT is on but Gradio is not installed (pip install 'seamlessm4t-api[ui]')")
+
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
         return RedirectResponse("/docs")

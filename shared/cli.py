@@ -77,6 +77,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         devices=[d for d in (args.devices or "").split(",") if d],
         run_worker=not args.no_worker,
         run_flower=not args.no_flower,
+        run_ui=not args.no_ui,
         port=args.port,
     )
     return LocalStack(ServeSettings(), options).run()
@@ -187,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--devices", help="comma-separated devices, one per worker in turn (e.g. cuda:0,cuda:1)")
     serve.add_argument("--no-worker", action="store_true", help="no inference worker (they run elsewhere)")
     serve.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    serve.add_argument("--no-ui", action="store_true", help="do not start the web UI")
     serve.add_argument("--port", type=int, help="API port (overrides M4T_API_PORT)")
     serve.set_defaults(func=_cmd_serve)
 
@@ -206,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     from client.cli import add_client_commands
 
     add_client_commands(sub)
+
+    from client.ui import add_ui_command
+
+    add_ui_command(sub)
 
     tiny = sub.add_parser("tiny-model", help="build the tiny random checkpoint used by tests and demos")
     tiny.add_argument("dir")

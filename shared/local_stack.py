@@ -94,6 +94,7 @@ class ServeOptions:
     devices: Sequence[str] = ()
     run_worker: bool = True
     run_flower: bool = True
+    run_ui: bool = True
     port: int | None = None
 
 
@@ -205,6 +206,16 @@ class LocalStack:
             f"webhooks@{socket.gethostname()}",
         ]
         self.children.append(Child("webhooks", webhooks, env, restartable=True))
+        if self.options.run_ui and self.settings.ui_port and not self.settings.ui_mount:
+            from client.ui import ui_available
+
+            if ui_available():
+                host = "127.0.0.1" if self.settings.api_host in ("0.0.0.0", "::", "") else self.settings.api_host
+                argv = [python, "-m", "client.ui", "--api-url", f"http://{host}:{api_port}"]
+                argv += ["--host", self.settings.api_host, "--port", str(self.settings.ui_port)]
+                self.children.append(Child("ui", argv, env))  # M4T_UI_API_KEY reaches it through env
+            else:
+                _print("ui: not started: Gradio is not installed (pip install 'seamlessm4t-api[ui]')")
         if self.options.run_flower:
             password = self.settings.flower_password or secrets.token_urlsafe(12)
             if not self.settings.flower_password:
@@ -228,6 +239,10 @@ class LocalStack:
             except httpx.HTTPError:
                 time.sleep(0.2)
         _print(f"API:     {base}/api/v1  (docs: {base}/docs)")
+        if any(c.name == "ui" for c in self.children):
+            _print(f"UI:      http://127.0.0.1:{self.settings.ui_port}")
+        elif self.settings.ui_mount:
+            _print(f"UI:      {base}/ui")
         if self.options.run_flower:
             _print(f"Flower:  http://127.0.0.1:{self.settings.flower_port}")
         if self.options.run_worker:

@@ -147,6 +147,13 @@ class GatewaySettings(CommonSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     """How long an `Idempotency-Key` is remembered (seconds)."""
 
+    ui_mount: bool = False
+    """Also serve the web UI (Gradio, the `ui` extra) at `/ui` of the API: one port for everything."""
+
+    ui_api_key: str | None = None
+    """API key the web UI sends when the visitor types none. Whoever can open the UI acts with this key; empty:
+    visitors type their own (none needed while auth is off)."""
+
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""
 
@@ -247,6 +254,9 @@ class WorkerSettings(CommonSettings):
 
 class ServeSettings(GatewaySettings, WorkerSettings):
     """`m4t serve`: the whole stack on one machine."""
+
+    ui_port: int = Field(default=7860, ge=0, le=65535)
+    """Port of the web UI `m4t serve` starts (0: none; none either when `M4T_UI_MOUNT` serves it at `/ui`)."""
 
     flower_port: int = 5555
     """Port of Flower (Celery monitoring)."""

@@ -43,6 +43,7 @@ def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "M4T_TEXT_NUM_BEAMS": "1",
             "M4T_MAX_LEN_B": "10",
             "M4T_HEARTBEAT_INTERVAL_S": "0.5",
+            "M4T_UI_PORT": "0",
             "PYTHONUNBUFFERED": "1",
             **extra,
         }

@@ -318,7 +318,8 @@ def test_storage_down_while_the_worker_works(tmp_path: Path, tiny_model_dir: Pat
             s3={"M4T_S3_ENDPOINT": s3.endpoint, "M4T_S3_ACCESS_KEY": s3.access_key, "M4T_S3_SECRET_KEY": s3.secret_key},
             M4T_BATCH_SIZE="1",
             M4T_RETRY_DELAY_S="1",
-            M4T_MAX_ATTEMPTS="3",
+            # Retries wait 1, 2, 4, 8 s: when storage returns, the window is wide enough for a slow restart.
+            M4T_MAX_ATTEMPTS="5" if comes_back else "3",
         )
         with (
             WorkerProcess(tmp_path, env),
@@ -336,7 +337,11 @@ def test_storage_down_while_the_worker_works(tmp_path: Path, tiny_model_dir: Pat
                 time.sleep(0.02)
             s3.stop()
             if comes_back:
-                time.sleep(3)
+                # Bring storage back only once the worker has hit the outage and rescheduled the job.
+                deadline = time.monotonic() + 60
+                while status_events(redis_server.url, job["id"]).count("running") < 2:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
                 s3.start()
             done = wait(http, job["id"], timeout_s=120)
         if comes_back:

@@ -545,6 +545,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="tile or cut the 2.9 s French clip to this length (default: 5.0 for --full-size, the clip as is "
         "for the tiny model)",
     )
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the engine runs: cpu, cuda or cuda:N (GPU peak memory is reported too) (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=FULL_SIZE_SEED, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here (`-`: stdout)")
     parser.add_argument("--build-only", type=Path, default=None, help=argparse.SUPPRESS)
@@ -589,7 +594,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         started = time.perf_counter()
         engine = TranslationEngine.load(
             model_source,
-            device="cpu",
+            device=args.device,
             dtype=dtype,
             num_threads=threads,
             cache_dir=TINY_CACHE_DIR,
@@ -625,6 +630,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         peaks.append(_peak_rss_gib())
         if reset:
             memory[f"{dtype}: peak_rss_during_runs_gib"] = round(peaks[-1], 2)
+        if args.device.startswith("cuda"):
+            memory[f"{dtype}: gpu"] = torch.cuda.get_device_name(engine.device)
+            memory[f"{dtype}: gpu_peak_allocated_gib"] = round(torch.cuda.max_memory_allocated(engine.device) / GIB, 2)
+            memory[f"{dtype}: gpu_peak_reserved_gib"] = round(torch.cuda.max_memory_reserved(engine.device) / GIB, 2)
+            torch.cuda.reset_peak_memory_stats(engine.device)
         del engine
         gc.collect()
     memory["peak_rss_gib"] = round(max(peaks), 2)
@@ -633,6 +643,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "model": {"name": model_name, "source": model_source, "parameters": params},
         "machine": machine,
         "settings": {
+            "device": args.device,
             "tasks": [t.value for t in tasks],
             "dtypes": dtypes,
             "beams": args.beams,

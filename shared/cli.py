@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,13 +59,18 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     if args.port:
         overrides["api_port"] = args.port
     settings = GatewaySettings(**overrides)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    serving: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 5,
+    }
+    if settings.api_processes == 1:
+        uvicorn.run(create_app(settings), **serving)
+        return 0
+    # Several processes: uvicorn imports the app in each one, which reads its settings from the environment.
+    os.environ.update(M4T_API_HOST=settings.api_host, M4T_API_PORT=str(settings.api_port))
+    uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.api_processes, **serving)
     return 0
 
 

@@ -154,6 +154,10 @@ class GatewaySettings(CommonSettings):
     """API key the web UI sends when the visitor types none. Whoever can open the UI acts with this key; empty:
     visitors type their own (none needed while auth is off)."""
 
+    api_processes: int = Field(default=1, ge=1)
+    """Gateway processes serving the API port (uvicorn workers). One handles about 200 submissions/s on one core;
+    give it more where there are more cores."""
+
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""
 

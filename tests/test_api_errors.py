@@ -337,3 +337,38 @@ def test_storage_outage_is_503_with_nothing_enqueued(gw: Gateway) -> None:
     )
     assert response.status_code == 202, response.text
     assert json.loads(response.text)["status"] == "queued"
+
+
+# --- several gateway processes -------------------------------------------------------------------------------
+
+
+def test_several_gateway_processes_share_one_port_and_stop_together(tmp_path: Path) -> None:
+    """``M4T_API_PROCESSES=2``: two uvicorn processes behind one port serve the same jobs; stopping the gateway
+    stops both."""
+    with RedisServer(tmp_path / "redis") as redis_server:
+        env = stack_env(
+            redis_url=redis_server.url,
+            storage_url=f"file://{tmp_path / 'storage'}",
+            model="unused",
+            data_dir=tmp_path / "data",
+            M4T_API_PROCESSES="2",
+        )
+        gateway = GatewayProcess(tmp_path, env)
+        with gateway, httpx.Client(base_url=gateway.url, timeout=30) as http:
+            assert gateway._proc is not None
+            parent = gateway._proc.pid
+            children = [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+            serving = [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            assert len(serving) == 2, children
+            ids = set()
+            for i in range(30):  # new connections: the kernel spreads them over both processes
+                with httpx.Client(base_url=gateway.url, timeout=30) as fresh:
+                    job = fresh.post(f"{API}/jobs", **text_job(text=f"Bonjour {i}"))
+                assert job.status_code == 202, job.text
+                ids.add(job.json()["id"])
+            assert len(ids) == 30
+            for job_id in ids:
+                assert http.get(f"{API}/jobs/{job_id}").json()["status"] == "queued"
+            assert http.get(f"{API}/health").json()["queue_depth"] == 30
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text()

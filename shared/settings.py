@@ -231,6 +231,9 @@ class WorkerSettings(CommonSettings):
     fault_crash_marker: str | None = None
     """TEST HOOK, never in production: the worker kills itself on text containing this marker."""
 
+    fault_slow_batch_s: float | None = Field(default=None, ge=0)
+    """TEST HOOK, never in production: every batch waits this long first (a slow GPU, on demand)."""
+
     worker_name: str = Field(default_factory=lambda: f"worker@{socket.gethostname()}")
     """Name of this worker in heartbeats and Flower."""
 

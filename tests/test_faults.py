@@ -201,6 +201,7 @@ def test_a_job_outliving_the_visibility_timeout_never_runs_twice_at_once(tmp_pat
             data_dir=tmp_path / "data",
             M4T_BATCH_SIZE="1",
             M4T_VISIBILITY_TIMEOUT_S="2",
+            M4T_FAULT_SLOW_BATCH_S="0.25",  # 40 batches: at least 10 s however fast the machine
         )
         with (
             WorkerProcess(tmp_path, env, worker_name="first"),
@@ -208,7 +209,7 @@ def test_a_job_outliving_the_visibility_timeout_never_runs_twice_at_once(tmp_pat
             GatewayProcess(tmp_path, env) as gateway,
             httpx.Client(base_url=gateway.url, timeout=60) as http,
         ):
-            job = submit_audio(http, 80)
+            job = submit_audio(http, 40)
             done = wait(http, job["id"], timeout_s=240)
         assert done["status"] == "succeeded"
         assert done["timings"]["run_s"] > 8, (

@@ -106,7 +106,12 @@ class FaultInjection:
     crash_marker: str | None = None
     """Kill this process (SIGKILL, like a segfault) when a text item contains this marker."""
 
+    slow_batch_s: float | None = None
+    """Sleep this long before every batch, like a slow device."""
+
     def check(self, items: Sequence[Item]) -> None:
+        if self.slow_batch_s:
+            time.sleep(self.slow_batch_s)
         if self.crash_marker and any(isinstance(i, TextItem) and self.crash_marker in i.text for i in items):
             log.error("M4T_FAULT_CRASH_MARKER seen: killing this worker (test hook)")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -177,6 +182,7 @@ class TranslationEngine:
                 oom_over_items=settings.fault_oom_over_items,
                 oom_marker=settings.fault_oom_marker,
                 crash_marker=settings.fault_crash_marker,
+                slow_batch_s=settings.fault_slow_batch_s,
             ),
         )
 

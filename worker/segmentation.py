@@ -288,6 +288,8 @@ class SpeechSegmenter:
         energies = _frame_energies(samples[: frames * frame], frame)
         for index, prob in enumerate(probs.reshape(-1)[:frames].tolist()):
             detector.push(prob, float(energies[index]))
+        if len(samples) >= len(history):
+            return samples[len(samples) - len(history) :].copy()
         return np.concatenate([history, samples])[len(samples) :]
 
 

@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
 from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from shared.errors import ObjectNotFound, StorageUnavailable
 from shared.settings import CommonSettings
@@ -355,6 +357,9 @@ def s3_http_client(
     )
 
 
+_LIFECYCLE_UNSUPPORTED = frozenset({"NotImplemented", "NotSupported", "XNotImplemented"})
+
+
 class S3Storage:
     """Objects in one bucket of MinIO or another S3-compatible server.
 
@@ -410,6 +415,26 @@ class S3Storage:
             except S3Error as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
+
+    def set_expiry_rule(self, prefix: str, days: int) -> bool:
+        """Ask the server to delete the objects under ``prefix`` ``days`` after they were written (a bucket
+        lifecycle rule named ``m4t-expire-<prefix>``), keeping the bucket's other rules. False when the server does
+        not support lifecycle rules."""
+        check_prefix(prefix)
+        if days < 1:
+            raise ValueError("an expiry rule needs at least 1 day")
+        rule_id = f"m4t-expire-{prefix.strip('/').replace('/', '-')}"
+        ours = Rule(ENABLED, rule_filter=Filter(prefix=prefix), rule_id=rule_id, expiration=Expiration(days=days))
+        with self._errors():
+            try:
+                current = self._client.get_bucket_lifecycle(self.bucket)
+                others = [rule for rule in (current.rules if current else []) if rule.rule_id != rule_id]
+                self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, ours]))
+            except S3Error as exc:
+                if exc.code in _LIFECYCLE_UNSUPPORTED:
+                    return False
+                raise
+        return True
 
     def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         self.put_file(key, io.BytesIO(data), len(data), content_type)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -381,3 +383,32 @@ def _alive(pid: int) -> bool:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+
+
+# --- the gateway stays free of the model's libraries ------------------------------------------------------------
+
+
+def test_the_running_gateway_never_loads_torch_or_transformers(gw: Gateway) -> None:
+    """After serving submissions, health and languages, the gateway process has neither torch's native library
+    mapped nor transformers imported (``m4t gateway`` builds the same app as ``create_app``)."""
+    for path in ("/api/v1/health", "/api/v1/languages", "/openapi.json"):
+        assert gw.http.get(path).status_code == 200
+    assert gw.http.post(f"{API}/jobs", **text_job(text="Bonjour")).status_code == 202
+    assert gw.process._proc is not None
+    maps = Path(f"/proc/{gw.process._proc.pid}/maps").read_text()
+    assert "libtorch" not in maps
+    assert "torch/_C" not in maps
+    imported = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from gateway.app import create_app; from shared.settings import GatewaySettings; "
+            "create_app(GatewaySettings()); import shared.cli; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'worker'}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parent.parent,
+    ).stdout.strip()
+    assert imported == "[]"

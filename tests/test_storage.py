@@ -18,6 +18,7 @@ import pytest
 import redis
 from minio import Minio
 from services import RedisServer, S3Server, free_port
+from stack import WorkerProcess, stack_env
 
 from shared.errors import ObjectNotFound, StorageUnavailable
 from shared.storage import LocalStorage, S3Storage, Storage, storage_from_url
@@ -391,3 +392,64 @@ def test_redis_url_fixture_gives_an_empty_db(redis_url: str) -> None:
     with redis.Redis.from_url(redis_url) as client:
         assert client.dbsize() == 0
         client.set("left", "behind")  # flushed before the next test that asks for redis_url
+
+
+# --- expiry rule (bucket lifecycle) ------------------------------------------------------------------------------
+
+
+def bucket_rules(storage: S3Storage, s3_server: S3Server) -> dict[str, tuple[str | None, int | None]]:
+    """The bucket's lifecycle rules as the server holds them, read with a client of our own."""
+    raw = Minio(s3_server.endpoint, access_key=s3_server.access_key, secret_key=s3_server.secret_key, secure=False)
+    config = raw.get_bucket_lifecycle(storage.bucket)
+    rules = config.rules if config else []
+    return {
+        str(rule.rule_id): (
+            rule.rule_filter.prefix if rule.rule_filter else None,
+            rule.expiration.days if rule.expiration else None,
+        )
+        for rule in rules
+    }
+
+
+def test_the_expiry_rule_is_set_replaced_and_leaves_other_rules_alone(s3_server: S3Server) -> None:
+    from minio.commonconfig import ENABLED, Filter
+    from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+    with S3Storage(
+        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, f"test-expiry-{secrets.token_hex(4)}"
+    ) as storage:
+        raw = Minio(s3_server.endpoint, access_key=s3_server.access_key, secret_key=s3_server.secret_key, secure=False)
+        operators = Rule(
+            ENABLED, rule_filter=Filter(prefix="backups/"), rule_id="operator", expiration=Expiration(days=30)
+        )
+        raw.set_bucket_lifecycle(storage.bucket, LifecycleConfig([operators]))
+
+        assert storage.set_expiry_rule("jobs/", 8) is True
+        assert bucket_rules(storage, s3_server) == {"operator": ("backups/", 30), "m4t-expire-jobs": ("jobs/", 8)}
+        assert storage.set_expiry_rule("jobs/", 9) is True  # a restart with another TTL replaces ours, not adds
+        assert bucket_rules(storage, s3_server) == {"operator": ("backups/", 30), "m4t-expire-jobs": ("jobs/", 9)}
+        with pytest.raises(ValueError, match="at least 1 day"):
+            storage.set_expiry_rule("jobs/", 0)
+
+
+def test_the_webhook_worker_sets_the_expiry_rule_from_the_result_ttl(tmp_path: Path, s3_server: S3Server) -> None:
+    bucket = f"test-expiry-worker-{secrets.token_hex(4)}"
+    with RedisServer(tmp_path / "redis") as redis_server:
+        env = stack_env(
+            redis_url=redis_server.url,
+            storage_url=f"s3://{bucket}",
+            model="unused",
+            data_dir=tmp_path / "data",
+            s3={
+                "M4T_S3_ENDPOINT": s3_server.endpoint,
+                "M4T_S3_ACCESS_KEY": s3_server.access_key,
+                "M4T_S3_SECRET_KEY": s3_server.secret_key,
+            },
+            M4T_RESULT_TTL_S=str(2 * 86400),
+            M4T_VISIBILITY_TIMEOUT_S=str(6 * 3600),
+        )
+        with WorkerProcess(tmp_path, env, worker_name="webhooks", role="webhooks"):
+            storage = S3Storage(s3_server.endpoint, s3_server.access_key, s3_server.secret_key, bucket)
+            with storage:
+                # 2 days of TTL + 6 h of the longest run, rounded up to 3 days, + 1 day of margin
+                assert bucket_rules(storage, s3_server) == {"m4t-expire-jobs": ("jobs/", 4)}

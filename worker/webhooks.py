@@ -10,6 +10,7 @@ timeout).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -20,12 +21,13 @@ import httpx
 from celery import Celery
 
 from shared.celery_app import make_celery
+from shared.errors import StorageUnavailable
 from shared.job_view import job_to_api
 from shared.jobs import JobStore
 from shared.messages import DELIVER_WEBHOOK_TASK, job_prefix
 from shared.redis_client import sync_redis
 from shared.settings import CommonSettings
-from shared.storage import Storage, storage_from_settings
+from shared.storage import S3Storage, Storage, storage_from_settings
 from shared.webhook_events import Outcome, WebhookAttemptRecord, WebhookEvent, WebhookEventStore
 from shared.webhooks import (
     AllowList,
@@ -134,6 +136,29 @@ def sweep_expired_files(store: JobStore, storage: Storage, *, now: float) -> int
     return swept
 
 
+def expiry_rule_days(settings: CommonSettings) -> int:
+    """Days after which the bucket's lifecycle rule deletes a job's files: a backstop behind the sweeper, so it
+    waits for the longest a job's files can be needed (its result TTL after a run of at most the visibility
+    timeout, counted from the input's upload) plus a day, lifecycle rules counting in whole days."""
+    return math.ceil((settings.result_ttl_s + settings.visibility_timeout_s) / 86400) + 1
+
+
+def set_bucket_expiry(storage: Storage, settings: CommonSettings) -> None:
+    """On S3, add a lifecycle rule for ``jobs/`` where the server supports it; the sweeper does the exact work."""
+    if not isinstance(storage, S3Storage):
+        return
+    days = expiry_rule_days(settings)
+    try:
+        supported = storage.set_expiry_rule("jobs/", days)
+    except StorageUnavailable as exc:
+        log.warning("could not set the bucket's expiry rule (the sweeper still deletes expired files): %s", exc)
+        return
+    if supported:
+        log.info("bucket lifecycle rule: objects under jobs/ expire after %d days (backstop of the sweeper)", days)
+    else:
+        log.info("the S3 server does not support lifecycle rules: the sweeper alone deletes expired files")
+
+
 def run_webhook_worker(settings: CommonSettings, *, name: str, concurrency: int = 8) -> None:
     keys = parse_secrets(settings.webhook_secrets) if settings.webhook_secrets else []
     if not keys:
@@ -143,6 +168,7 @@ def run_webhook_worker(settings: CommonSettings, *, name: str, concurrency: int 
     events = WebhookEventStore(redis_client)
     registry = WorkerRegistry(redis_client)
     storage = storage_from_settings(settings)
+    set_bucket_expiry(storage, settings)
     # trust_env=False: a proxy from the environment would make the connection, and the SSRF check would no longer
     # describe where the request goes.
     http = httpx.Client(follow_redirects=False, timeout=settings.webhook_timeout_s, trust_env=False)

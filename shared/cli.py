@@ -68,6 +68,10 @@ def _cmd_gateway(args: argparse.Namespace) -> int:
     if settings.api_processes == 1:
         uvicorn.run(create_app(settings), **serving)
         return 0
+    if settings.ui_mount:
+        # The web UI keeps each visitor's session in the process that served it; several processes would split it.
+        print("error: M4T_UI_MOUNT needs M4T_API_PROCESSES=1; run the UI on its own with `m4t ui`", file=sys.stderr)
+        return 2
     # Several processes: uvicorn imports the app in each one, which reads its settings from the environment.
     os.environ.update(M4T_API_HOST=settings.api_host, M4T_API_PORT=str(settings.api_port))
     uvicorn.run("gateway.app:app_from_env", factory=True, workers=settings.api_processes, **serving)

@@ -155,8 +155,8 @@ class GatewaySettings(CommonSettings):
     visitors type their own (none needed while auth is off)."""
 
     api_processes: int = Field(default=1, ge=1)
-    """Gateway processes serving the API port (uvicorn workers). One handles about 200 submissions/s on one core;
-    give it more where there are more cores."""
+    """Gateway processes serving the API port (uvicorn workers): one process keeps one core busy at 130-210 text
+    submissions/s (measured on 2 shared cores); give it more where there are more cores. Not with `M4T_UI_MOUNT`."""
 
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, Self, cast
+from typing import BinaryIO, Literal, Protocol, Self, cast
 from urllib.parse import urlsplit
 
 import certifi
@@ -358,6 +358,7 @@ def s3_http_client(
 
 
 _LIFECYCLE_UNSUPPORTED = frozenset({"NotImplemented", "NotSupported", "XNotImplemented"})
+ExpiryRuleOutcome = Literal["set", "unsupported", "bucket_has_rules"]
 
 
 class S3Storage:
@@ -416,10 +417,11 @@ class S3Storage:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
 
-    def set_expiry_rule(self, prefix: str, days: int) -> bool:
+    def set_expiry_rule(self, prefix: str, days: int) -> ExpiryRuleOutcome:
         """Ask the server to delete the objects under ``prefix`` ``days`` after they were written (a bucket
-        lifecycle rule named ``m4t-expire-<prefix>``), keeping the bucket's other rules. False when the server does
-        not support lifecycle rules."""
+        lifecycle rule named ``m4t-expire-<prefix>``). A bucket whose lifecycle holds any rule of someone else's
+        is left as it is (``"bucket_has_rules"``): the SDK cannot write every rule back exactly as it was, and an
+        operator's rules are not ours to rewrite. ``"unsupported"`` when the server has no lifecycle rules."""
         check_prefix(prefix)
         if days < 1:
             raise ValueError("an expiry rule needs at least 1 day")
@@ -428,13 +430,21 @@ class S3Storage:
         with self._errors():
             try:
                 current = self._client.get_bucket_lifecycle(self.bucket)
-                others = [rule for rule in (current.rules if current else []) if rule.rule_id != rule_id]
-                self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([*others, ours]))
             except S3Error as exc:
                 if exc.code in _LIFECYCLE_UNSUPPORTED:
-                    return False
+                    return "unsupported"
                 raise
-        return True
+            except ValueError:  # a rule the SDK cannot parse (e.g. a size-only filter): someone else's
+                return "bucket_has_rules"
+            if current is not None and any(rule.rule_id != rule_id for rule in current.rules):
+                return "bucket_has_rules"
+            try:
+                self._client.set_bucket_lifecycle(self.bucket, LifecycleConfig([ours]))
+            except S3Error as exc:
+                if exc.code in _LIFECYCLE_UNSUPPORTED:
+                    return "unsupported"
+                raise
+        return "set"
 
     def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         self.put_file(key, io.BytesIO(data), len(data), content_type)

@@ -378,6 +378,23 @@ def test_several_gateway_processes_share_one_port_and_stop_together(tmp_path: Pa
             time.sleep(0.1)
 
 
+def test_several_gateway_processes_refuse_the_mounted_ui(tmp_path: Path) -> None:
+    env = stack_env(
+        redis_url="redis://127.0.0.1:1/0",
+        storage_url=f"file://{tmp_path / 'storage'}",
+        model="unused",
+        data_dir=tmp_path / "data",
+        M4T_API_PROCESSES="2",
+        M4T_UI_MOUNT="true",
+    )
+    ended = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ended.returncode == 2
+    assert "M4T_UI_MOUNT needs M4T_API_PROCESSES=1" in ended.stderr
+    assert "Traceback" not in ended.stderr
+
+
 def _alive(pid: int) -> bool:
     try:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
@@ -394,6 +411,7 @@ def test_the_running_gateway_never_loads_torch_or_transformers(gw: Gateway) -> N
     for path in ("/api/v1/health", "/api/v1/languages", "/openapi.json"):
         assert gw.http.get(path).status_code == 200
     assert gw.http.post(f"{API}/jobs", **text_job(text="Bonjour")).status_code == 202
+    assert gw.http.post(f"{API}/jobs", **speech_job(wav_bytes(1.0))).status_code == 202  # the audio probe too
     assert gw.process._proc is not None
     maps = Path(f"/proc/{gw.process._proc.pid}/maps").read_text()
     assert "libtorch" not in maps

@@ -319,8 +319,9 @@ def test_storage_down_while_the_worker_works(tmp_path: Path, tiny_model_dir: Pat
             s3={"M4T_S3_ENDPOINT": s3.endpoint, "M4T_S3_ACCESS_KEY": s3.access_key, "M4T_S3_SECRET_KEY": s3.secret_key},
             M4T_BATCH_SIZE="1",
             M4T_RETRY_DELAY_S="1",
-            # Retries wait 1, 2, 4, 8 s: when storage returns, the window is wide enough for a slow restart.
-            M4T_MAX_ATTEMPTS="5" if comes_back else "3",
+            # Retries wait 1, 2, 4, 8, 16... s: when storage returns, the window (over a minute) is wide enough for a
+            # slow restart on a busy machine.
+            M4T_MAX_ATTEMPTS="8" if comes_back else "3",
         )
         with (
             WorkerProcess(tmp_path, env),

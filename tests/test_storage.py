@@ -411,25 +411,30 @@ def bucket_rules(storage: S3Storage, s3_server: S3Server) -> dict[str, tuple[str
     }
 
 
-def test_the_expiry_rule_is_set_replaced_and_leaves_other_rules_alone(s3_server: S3Server) -> None:
+def test_the_expiry_rule_is_set_replaced_and_never_touches_an_operators_rules(s3_server: S3Server) -> None:
     from minio.commonconfig import ENABLED, Filter
     from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
+
+    raw = Minio(s3_server.endpoint, access_key=s3_server.access_key, secret_key=s3_server.secret_key, secure=False)
+    with S3Storage(
+        s3_server.endpoint, s3_server.access_key, s3_server.secret_key, f"test-expiry-{secrets.token_hex(4)}"
+    ) as storage:
+        assert storage.set_expiry_rule("jobs/", 8) == "set"
+        assert bucket_rules(storage, s3_server) == {"m4t-expire-jobs": ("jobs/", 8)}
+        assert storage.set_expiry_rule("jobs/", 9) == "set"  # a restart with another TTL replaces ours
+        assert bucket_rules(storage, s3_server) == {"m4t-expire-jobs": ("jobs/", 9)}
+        with pytest.raises(ValueError, match="at least 1 day"):
+            storage.set_expiry_rule("jobs/", 0)
 
     with S3Storage(
         s3_server.endpoint, s3_server.access_key, s3_server.secret_key, f"test-expiry-{secrets.token_hex(4)}"
     ) as storage:
-        raw = Minio(s3_server.endpoint, access_key=s3_server.access_key, secret_key=s3_server.secret_key, secure=False)
         operators = Rule(
             ENABLED, rule_filter=Filter(prefix="backups/"), rule_id="operator", expiration=Expiration(days=30)
         )
         raw.set_bucket_lifecycle(storage.bucket, LifecycleConfig([operators]))
-
-        assert storage.set_expiry_rule("jobs/", 8) is True
-        assert bucket_rules(storage, s3_server) == {"operator": ("backups/", 30), "m4t-expire-jobs": ("jobs/", 8)}
-        assert storage.set_expiry_rule("jobs/", 9) is True  # a restart with another TTL replaces ours, not adds
-        assert bucket_rules(storage, s3_server) == {"operator": ("backups/", 30), "m4t-expire-jobs": ("jobs/", 9)}
-        with pytest.raises(ValueError, match="at least 1 day"):
-            storage.set_expiry_rule("jobs/", 0)
+        assert storage.set_expiry_rule("jobs/", 8) == "bucket_has_rules"
+        assert bucket_rules(storage, s3_server) == {"operator": ("backups/", 30)}
 
 
 def test_the_webhook_worker_sets_the_expiry_rule_from_the_result_ttl(tmp_path: Path, s3_server: S3Server) -> None:

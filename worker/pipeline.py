@@ -3,7 +3,7 @@ length-sorted batches, stitch the results back in order.
 
 - Speech input is downloaded from storage to a temporary file and decoded in blocks into a float32 file on disk,
   while the VAD reads the same blocks; each batch reads only its own segments back from that file: memory stays
-  bounded whatever the duration (a 2-hour file adds about 100 MiB to the worker's peak).
+  bounded whatever the duration (a 2-hour file adds about 80 MiB to the worker's peak).
 - Text input is split into sentences and packed into chunks under a token budget, never across paragraphs.
 - Batches hold up to ``batch_size`` units sorted by length (less padding); progress is reported after each batch,
   and between batches ``checkpoint`` raises if the job was cancelled or taken over.

@@ -137,9 +137,9 @@ def sweep_expired_files(store: JobStore, storage: Storage, *, now: float) -> int
 
 
 def expiry_rule_days(settings: CommonSettings) -> int:
-    """Days after which the bucket's lifecycle rule deletes a job's files: a backstop behind the sweeper, so it
-    waits for the longest a job's files can be needed (its result TTL after a run of at most the visibility
-    timeout, counted from the input's upload) plus a day, lifecycle rules counting in whole days."""
+    """Days after which the bucket's lifecycle rule deletes a job's files, counted from their upload: a backstop
+    behind the sweeper, so it waits for the result TTL plus the visibility timeout (a generous bound on a run,
+    which takes hours at most even when its lease is renewed) plus a day, lifecycle rules counting whole days."""
     return math.ceil((settings.result_ttl_s + settings.visibility_timeout_s) / 86400) + 1
 
 
@@ -149,12 +149,18 @@ def set_bucket_expiry(storage: Storage, settings: CommonSettings) -> None:
         return
     days = expiry_rule_days(settings)
     try:
-        supported = storage.set_expiry_rule("jobs/", days)
+        outcome = storage.set_expiry_rule("jobs/", days)
     except StorageUnavailable as exc:
         log.warning("could not set the bucket's expiry rule (the sweeper still deletes expired files): %s", exc)
         return
-    if supported:
+    if outcome == "set":
         log.info("bucket lifecycle rule: objects under jobs/ expire after %d days (backstop of the sweeper)", days)
+    elif outcome == "bucket_has_rules":
+        log.warning(
+            "the bucket has lifecycle rules of its own, left untouched: the sweeper alone deletes expired files "
+            "(add an expiry of %d days for the prefix jobs/ yourself for a backstop)",
+            days,
+        )
     else:
         log.info("the S3 server does not support lifecycle rules: the sweeper alone deletes expired files")
 

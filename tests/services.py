@@ -259,6 +259,15 @@ class S3Server(_ServerProcess):
         self.config_path = self.workdir / "s3.json"
 
     @property
+    def settings_env(self) -> dict[str, str]:
+        """The ``M4T_S3_*`` settings that point the service at this server."""
+        return {
+            "M4T_S3_ENDPOINT": self.endpoint,
+            "M4T_S3_ACCESS_KEY": self.access_key,
+            "M4T_S3_SECRET_KEY": self.secret_key,
+        }
+
+    @property
     def endpoint(self) -> str:
         return f"{LOOPBACK}:{self.port}"
 

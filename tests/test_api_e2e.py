@@ -29,11 +29,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, tiny_mode
             storage_url="s3://e2e-results",
             model=tiny_model_dir,
             data_dir=workdir / "data",
-            s3={
-                "M4T_S3_ENDPOINT": s3_server.endpoint,
-                "M4T_S3_ACCESS_KEY": s3_server.access_key,
-                "M4T_S3_SECRET_KEY": s3_server.secret_key,
-            },
+            s3=s3_server.settings_env,
         )
         with (
             WorkerProcess(workdir, env),

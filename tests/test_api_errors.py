@@ -50,11 +50,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
             storage_url=f"s3://{bucket}",
             model="unused",
             data_dir=workdir / "data",
-            s3={
-                "M4T_S3_ENDPOINT": s3_server.endpoint,
-                "M4T_S3_ACCESS_KEY": s3_server.access_key,
-                "M4T_S3_SECRET_KEY": s3_server.secret_key,
-            },
+            s3=s3_server.settings_env,
             M4T_SYNC_WAIT_S="1",
             M4T_MAX_TEXT_CHARS="1000",
             M4T_MAX_UPLOAD_MB="1",

@@ -316,7 +316,7 @@ def test_storage_down_while_the_worker_works(tmp_path: Path, tiny_model_dir: Pat
             storage_url="s3://faults",
             model=tiny_model_dir,
             data_dir=tmp_path / "data",
-            s3={"M4T_S3_ENDPOINT": s3.endpoint, "M4T_S3_ACCESS_KEY": s3.access_key, "M4T_S3_SECRET_KEY": s3.secret_key},
+            s3=s3.settings_env,
             M4T_BATCH_SIZE="1",
             M4T_RETRY_DELAY_S="1",
             # Retries wait 1, 2, 4, 8, 16... s: when storage returns, the window (over a minute) is wide enough for a

@@ -74,11 +74,7 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -
             storage_url=f"s3://{bucket}",
             model="unused",
             data_dir=workdir / "data",
-            s3={
-                "M4T_S3_ENDPOINT": s3_server.endpoint,
-                "M4T_S3_ACCESS_KEY": s3_server.access_key,
-                "M4T_S3_SECRET_KEY": s3_server.secret_key,
-            },
+            s3=s3_server.settings_env,
             M4T_SYNC_WAIT_S="0",
             M4T_MAX_UPLOAD_MB="2",
         )

@@ -445,11 +445,7 @@ def test_the_webhook_worker_sets_the_expiry_rule_from_the_result_ttl(tmp_path: P
             storage_url=f"s3://{bucket}",
             model="unused",
             data_dir=tmp_path / "data",
-            s3={
-                "M4T_S3_ENDPOINT": s3_server.endpoint,
-                "M4T_S3_ACCESS_KEY": s3_server.access_key,
-                "M4T_S3_SECRET_KEY": s3_server.secret_key,
-            },
+            s3=s3_server.settings_env,
             M4T_RESULT_TTL_S=str(2 * 86400),
             M4T_VISIBILITY_TIMEOUT_S=str(6 * 3600),
         )

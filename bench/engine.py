@@ -39,7 +39,6 @@ import json
 import logging
 import math
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -56,6 +55,9 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/engine.py` from anywhere
+
+from bench.common import GIB, machine_info, progress, write_report
 from shared.audio import decode_audio
 from shared.tasks import Task
 from worker.engine import DecodingOptions, Item, SpeechItem, TextItem, TranslationEngine
@@ -81,7 +83,6 @@ FULL_SIZE_MARKER = "bench-model.json"
 # Text ids the random text decoder must never emit: <pad> (would cut the text-to-unit input short), <unk>, <s>,
 # </s> (would stop generation early and break the forced output length).
 TEXT_CONTROL_IDS = (0, 1, 2, 3)
-GIB = 1024**3
 
 log = logging.getLogger("bench.engine")
 
@@ -208,7 +209,7 @@ def ensure_full_size_model(folder: Path, *, seed: int) -> dict[str, Any]:
 
     tiny_dir = ensure_tiny_model(TINY_CACHE_DIR)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    _progress(f"building the full-size random model into {folder} (about a minute, 12 GiB of memory, 9.2 GB)")
+    progress(f"building the full-size random model into {folder} (about a minute, 12 GiB of memory, 9.2 GB)")
     started = time.perf_counter()
     # A child process, so that the build's 12 GiB peak does not count in this process's peak RSS.
     command = [sys.executable, str(Path(__file__).resolve()), "--build-only", str(folder), "--seed", str(seed)]
@@ -324,13 +325,13 @@ def measure_task(
     call_s: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
     workload_s: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
     with probe.attached():
-        _progress(f"  {task} warm-up: {_timed(engine, task, items[:1]):.2f} s")
+        progress(f"  {task} warm-up: {_timed(engine, task, items[:1]):.2f} s")
         for repeat in range(repeats):
             for size in BATCH_SIZES:
                 calls = [_timed(engine, task, items[i : i + size]) for i in range(0, WORKLOAD, size)]
                 call_s[size].extend(calls)
                 workload_s[size].append(sum(calls))
-                _progress(
+                progress(
                     f"  {task} repeat {repeat + 1}/{repeats} batch {size}: {sum(calls):.2f} s for {WORKLOAD} items"
                     f" ({', '.join(f'{c:.2f}' for c in calls)})"
                 )
@@ -404,42 +405,6 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict[str, Any]:
-    import transformers
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        memory_gib: float | None = round(pages / GIB, 1)
-    except (OSError, ValueError):
-        memory_gib = None
-    return {
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": usable,
-        "torch_threads": torch.get_num_threads(),
-        "memory_gib": memory_gib,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Reporting
 
@@ -478,10 +443,6 @@ def markdown(report: dict[str, Any]) -> str:
             f"Built the model first: {build['build_s']} s, child process peak RSS {build['build_peak_rss_gib']} GiB."
         )
     return "\n".join(lines)
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -573,7 +534,7 @@ def load_speech(seconds: float | None) -> np.ndarray:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    machine = machine_info()
+    machine = machine_info(torch.get_num_threads())
     dtypes: list[str] = args.dtype or (["bf16"] if args.full_size else ["fp32"])
     speech_seconds = args.speech_seconds if args.speech_seconds is not None else (5.0 if args.full_size else None)
     speech = load_speech(speech_seconds)
@@ -606,7 +567,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         peaks.append(_peak_rss_gib())
         memory[f"{dtype}: peak_rss_through_load_gib"] = round(peaks[-1], 2)
         reset = _reset_peak_rss()
-        _progress(f"loaded {model_name} ({params / 1e6:.0f} M parameters, {dtype}) in {load_s:.1f} s")
+        progress(f"loaded {model_name} ({params / 1e6:.0f} M parameters, {dtype}) in {load_s:.1f} s")
         for beams in args.beams:
             engine.decoding = DecodingOptions(
                 text_num_beams=beams, max_len_a=0, max_len_b=args.new_tokens, max_new_tokens=args.new_tokens
@@ -622,7 +583,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     statistic=args.statistic,
                 )
                 if result.new_tokens_per_item != [args.new_tokens]:
-                    _progress(
+                    progress(
                         f"WARNING: {task} generated {result.new_tokens_per_item} tokens per item, "
                         f"not exactly {args.new_tokens}: the runs are not comparable"
                     )
@@ -678,14 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     report = run(args)
     print(markdown(report))
-    if args.json is not None:
-        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-        if str(args.json) == "-":
-            print(text)
-        else:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(text)
-            _progress(f"wrote {args.json}")
+    write_report(report, args.json)
     return 0
 
 

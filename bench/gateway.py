@@ -35,6 +35,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import write_report  # noqa: E402
 from shared.local_stack import redis_server_binary  # noqa: E402
 from worker.tiny_model import ensure_tiny_model  # noqa: E402
 
@@ -232,9 +233,7 @@ def main() -> int:
         f"engine p50 {o['engine_p50_ms']} ms, overhead p50 {o['overhead_p50_ms']} ms, p95 {o['overhead_p95_ms']} ms"
     )
     print(json.dumps(results, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    write_report(results, args.json)
     return 0
 
 

@@ -201,6 +201,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
+    from bench.common import write_report
     from tests.services import free_ports
 
     api_port, hook_port = free_ports(2)
@@ -249,9 +250,7 @@ def main() -> int:
         f"{report['gateway_rss_mb_before']} -> {report['gateway_rss_mb_after']} |"
     )
     print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(report, args.json)
     return 0
 
 

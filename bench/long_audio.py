@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -63,6 +61,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/long_audio.py` from anywhere
+
+from bench.common import machine_info, progress, write_report
 from shared.audio import decode_audio, iter_decoded_blocks
 from shared.messages import JobMessage, input_key
 from shared.storage import LocalStorage
@@ -79,7 +80,6 @@ DEFAULT_FULL_SIZE_DIR = REPO / "data" / "bench-models" / "full-size-random"
 SAMPLE_RATE = 16_000
 TGT_LANG = "eng"
 PREFIX_TOKENS = 2  # generated sequences start with the decoder start token and the target language token
-GIB = 1024**3
 MIB = 1024**2
 
 log = logging.getLogger("bench.long_audio")
@@ -319,7 +319,7 @@ def run_job(
     started = time.perf_counter()
     last_print = [started]
 
-    def progress(done: int, total: int) -> None:
+    def on_progress(done: int, total: int) -> None:
         now = time.perf_counter()
         probe.progress.append((now - started, done, total))
         if not probe.rss_at_first_progress:
@@ -329,7 +329,7 @@ def run_job(
             elapsed = now - started
             # Longest segments come first: the estimate is an upper bound early on.
             eta = elapsed / done * (total - done)
-            _progress(f"  {label}: {done}/{total} segments in {elapsed:.1f} s (at most ~{eta:.0f} s left)")
+            progress(f"  {label}: {done}/{total} segments in {elapsed:.1f} s (at most ~{eta:.0f} s left)")
 
     def checkpoint() -> None:
         return None
@@ -338,7 +338,7 @@ def run_job(
     load_before = os.getloadavg()
     cpu_started = time.process_time()
     with probed(pipeline, probe):
-        result = pipeline.run(message, JobContext(progress, checkpoint))
+        result = pipeline.run(message, JobContext(on_progress, checkpoint))
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
     load_after = os.getloadavg()
@@ -373,13 +373,13 @@ def run_job(
         rss_when_translation_starts_mib=probe.rss_at_first_progress,
         batch_s=batch_s,
     )
-    _progress(
+    progress(
         f"{label}: {wall:.1f} s (CPU {cpu:.1f} s) for {audio.duration_s / 60:.1f} min (RTF {run.rtf:.4f}), "
         f"{segments} segments, {len(probe.calls)} generate calls, decode+VAD {probe.decode_segment_s:.2f} s "
         f"({100 * run.decode_segment_share:.2f} %), tokens needed {needed}, computed {slots}"
     )
     if run.stopped_early:
-        _progress(f"WARNING: {run.stopped_early} items stopped before their bound: output lengths are not forced")
+        progress(f"WARNING: {run.stopped_early} items stopped before their bound: output lengths are not forced")
     return run, result
 
 
@@ -410,7 +410,7 @@ def load_engine(args: argparse.Namespace, decoding: DecodingOptions, threads: in
     )
     load_s = time.perf_counter() - started
     parameters = sum(p.numel() for p in engine.model.parameters())
-    _progress(f"loaded {name} ({parameters / 1e6:.0f} M parameters, {dtype}) in {load_s:.1f} s")
+    progress(f"loaded {name} ({parameters / 1e6:.0f} M parameters, {dtype}) in {load_s:.1f} s")
     return engine, {
         "name": name,
         "source": source if args.model == "full" else "tiny (data/models)",
@@ -426,7 +426,7 @@ def warm_up(engine: TranslationEngine, segmenter: SpeechSegmenter, tasks: Sequen
     for task in tasks:
         started = time.perf_counter()
         engine.translate(task, [SpeechItem(clip)], tgt_lang=TGT_LANG)
-        _progress(
+        progress(
             f"  {task.value} warm-up (one {len(clip) / SAMPLE_RATE:.1f} s clip): {time.perf_counter() - started:.2f} s"
         )
 
@@ -469,7 +469,7 @@ def run_compare(args: argparse.Namespace, decoding: DecodingOptions, threads: in
     with tempfile.TemporaryDirectory(prefix="m4t-bench-long-") as tmp:
         folder = Path(tmp)
         audio = write_long_flac(folder / "long.flac", args.minutes * 60, args.pause_s)
-        _progress(
+        progress(
             f"built {audio.duration_s / 60:.1f} min of audio: {audio.clips} clips, {audio.speech_s:.0f} s of speech, "
             f"{audio.pause_s} s pauses, FLAC {audio.flac_bytes / MIB:.1f} MiB"
         )
@@ -525,7 +525,7 @@ def run_memory(args: argparse.Namespace, decoding: DecodingOptions, threads: int
         started = time.perf_counter()
         audio = write_long_flac(folder / "long.flac", args.hours * 3600, args.pause_s)
         build_s = time.perf_counter() - started
-        _progress(
+        progress(
             f"built {audio.duration_s / 3600:.2f} h of audio in {build_s:.0f} s: {audio.clips} clips, FLAC "
             f"{audio.flac_bytes / MIB:.1f} MiB"
         )
@@ -553,7 +553,7 @@ def run_memory(args: argparse.Namespace, decoding: DecodingOptions, threads: int
         "whole_audio_float32_mib": round(float32_mib, 1),
         "speech_float32_mib": round(audio.speech_s * SAMPLE_RATE * 4 / MIB, 1),
     }
-    _progress(
+    progress(
         f"peak RSS {before:.0f} MiB before the job, {after:.0f} MiB after (+{after - before:.0f} MiB); "
         f"2 h of float32 audio would be {float32_mib:.0f} MiB"
     )
@@ -574,39 +574,6 @@ def run_memory(args: argparse.Namespace, decoding: DecodingOptions, threads: int
 
 # ---------------------------------------------------------------------------------------------------------------
 # Machine and reporting
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    import transformers
-
-    try:
-        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        memory_gib: float | None = round(pages / GIB, 1)
-    except (OSError, ValueError):
-        memory_gib = None
-    return {
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": threads,
-        "memory_gib": memory_gib,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "niceness": os.nice(0),
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def _audio_json(audio: LongAudio) -> dict[str, Any]:
@@ -726,10 +693,6 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Main
 
@@ -815,20 +778,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     torch.set_num_threads(threads)
     decoding = DecodingOptions(text_num_beams=1, max_len_a=args.max_len_a, max_len_b=args.max_len_b)
-    _progress(
+    progress(
         f"decoding: greedy, ceil({decoding.max_len_a} x encoder frames) + {decoding.max_len_b} tokens per segment "
         f"(~{decoding.max_len_a * 6.25:.2f} tokens per second of audio + {decoding.max_len_b}), forced"
     )
     report = run_memory(args, decoding, threads) if args.memory_2h else run_compare(args, decoding, threads)
     print(markdown(report))
-    if args.json is not None:
-        text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
-        if str(args.json) == "-":
-            print(text)
-        else:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(text)
-            _progress(f"wrote {args.json}")
+    write_report(report, args.json)
     return 0
 
 

@@ -7,6 +7,7 @@ from celery import Celery
 from kombu.entity import Queue
 
 from shared.messages import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
+from shared.priority import BROKER_PRIORITY_STEPS, BROKER_SEP
 from shared.settings import CommonSettings
 
 # kombu normally scans for unacked messages of dead consumers only every ~100 s; scan every few seconds instead.
@@ -37,6 +38,10 @@ def make_celery(settings: CommonSettings, *, name: str = "m4t") -> Celery:
         broker_connection_timeout=3.0,
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
+            # One Redis list per priority step, read most urgent first (0 is the HIGHEST priority on Redis).
+            "priority_steps": list(BROKER_PRIORITY_STEPS),
+            "sep": BROKER_SEP,
+            "queue_order_strategy": "priority",
             "unacked_restore_interval": UNACKED_RESTORE_INTERVAL_S,
             "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,

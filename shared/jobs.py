@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.errors import M4TError
 from shared.messages import JobMessage
+from shared.priority import Priority
 from shared.tasks import Task
 
 PREFIX = "m4t:"
@@ -97,6 +98,7 @@ QUEUED_ZSET = f"{PREFIX}jobs:queued"
 QUEUE_SEQ = f"{PREFIX}jobs:seq"
 EXPIRY_ZSET = f"{PREFIX}jobs:expiry"
 WEBHOOKS_DUE_ZSET = f"{PREFIX}webhooks:due"
+QUEUE_RANK_SPAN = 10**13  # queued-set score: priority rank * span + sequence number (exact in a double)
 MIN_RUNNING_TTL_S = 3600  # a running job's record outlives its own expiry by at least this much
 
 
@@ -137,6 +139,7 @@ class JobRecord(BaseModel):
     expires_at: float = 0.0
     owner: str = ""
     """Id of the API key that made the job ("" when auth is off)."""
+    priority: Priority = Priority.NORMAL
 
     def to_message(self) -> JobMessage:
         return JobMessage(
@@ -147,6 +150,7 @@ class JobRecord(BaseModel):
             input_key=self.input_key,
             speaker_id=self.speaker_id,
             output_format=self.output_format,
+            priority=self.priority,
         )
 
     @classmethod
@@ -180,6 +184,7 @@ class JobRecord(BaseModel):
             webhook_url=data.get("webhook_url") or None,
             expires_at=float(data.get("expires_at") or 0),
             owner=data.get("owner", ""),
+            priority=Priority(data.get("priority") or Priority.NORMAL),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -200,13 +205,14 @@ class JobRecord(BaseModel):
             "webhook_url": self.webhook_url or "",
             "expires_at": repr(self.expires_at),
             "owner": self.owner,
+            "priority": self.priority.value,
         }
 
 
 # Shared Lua: every script can emit events and end jobs the same way. __P__ is the key prefix, __MAXLEN__ the
 # events stream length.
 _PRELUDE = """
-local P, MAXLEN = '__P__', '__MAXLEN__'
+local P, MAXLEN, QUEUE_RANK_SPAN = '__P__', '__MAXLEN__', __SPAN__
 local function emit(id, name, payload)
   redis.call('XADD', P .. 'job:' .. id .. ':events', 'MAXLEN', '~', MAXLEN, '*', 'event', name, 'data', payload)
 end
@@ -242,11 +248,22 @@ local function on_terminal(id, status, now)
   end
   emit(id, 'status', cjson.encode({status=status}))
 end
+-- A queued job's place: priority first (high, normal, low), then the order it was (re)queued in.
+local RANKS = {high=0, normal=1, low=2}
+local function enqueue(job, id)
+  local rank = RANKS[redis.call('HGET', job, 'priority') or 'normal'] or 1
+  redis.call('ZADD', P .. 'jobs:queued', rank * QUEUE_RANK_SPAN + redis.call('INCR', P .. 'jobs:seq'), id)
+end
 """
 
 
 def _lua(body: str) -> str:
-    return (_PRELUDE + body).replace("__P__", PREFIX).replace("__MAXLEN__", str(EVENTS_MAXLEN))
+    return (
+        (_PRELUDE + body)
+        .replace("__P__", PREFIX)
+        .replace("__MAXLEN__", str(EVENTS_MAXLEN))
+        .replace("__SPAN__", str(QUEUE_RANK_SPAN))
+    )
 
 
 _CLAIM_LUA = _lua("""
@@ -330,7 +347,7 @@ if status ~= 'running' then redis.call('SREM', P .. 'jobs:running', id) return 0
 if redis.call('EXISTS', lease) == 1 then return 0 end
 redis.call('HSET', job, 'status', 'queued', 'worker', '')
 redis.call('SREM', P .. 'jobs:running', id)
-redis.call('ZADD', P .. 'jobs:queued', redis.call('INCR', P .. 'jobs:seq'), id)
+enqueue(job, id)
 emit(id, 'status', cjson.encode({status='queued', requeued=true}))
 return 1
 """)
@@ -345,8 +362,32 @@ local id = redis.call('HGET', job, 'id')
 redis.call('DEL', lease)
 redis.call('HSET', job, 'status', 'queued', 'worker', '', 'last_error_code', code, 'last_error_message', message)
 redis.call('SREM', P .. 'jobs:running', id)
-redis.call('ZADD', P .. 'jobs:queued', redis.call('INCR', P .. 'jobs:seq'), id)
+enqueue(job, id)
 emit(id, 'status', cjson.encode({status='queued', retry=true, reason=code}))
+return 1
+""")
+
+# Shutdown (SIGTERM): the worker gives a running job back to the queue at once; the attempt does not count.
+_HAND_BACK_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
+local token = ARGV[1]
+if redis.call('HGET', job, 'status') ~= 'running' then return 0 end
+if redis.call('GET', lease) ~= token then return 0 end
+local id = redis.call('HGET', job, 'id')
+redis.call('DEL', lease)
+redis.call('HINCRBY', job, 'attempts', -1)
+redis.call('HSET', job, 'status', 'queued', 'worker', '', 'progress_done', '0')
+redis.call('SREM', P .. 'jobs:running', id)
+enqueue(job, id)
+emit(id, 'status', cjson.encode({status='queued', handed_back=true}))
+return 1
+""")
+
+# One unit's result, released in source order while the job runs (the job's live output).
+_SEGMENT_LUA = _lua("""
+local job, lease = KEYS[1], KEYS[2]
+if redis.call('GET', lease) ~= ARGV[1] then return 0 end
+emit(redis.call('HGET', job, 'id'), 'segment', ARGV[2])
 return 1
 """)
 
@@ -384,6 +425,8 @@ class JobStore:
         self._requeue = client.register_script(_REQUEUE_LUA)
         self._cancel = client.register_script(_CANCEL_LUA)
         self._release = client.register_script(_RELEASE_LUA)
+        self._hand_back = client.register_script(_HAND_BACK_LUA)
+        self._segment = client.register_script(_SEGMENT_LUA)
 
     @property
     def redis(self) -> redis.Redis:
@@ -418,7 +461,8 @@ class JobStore:
         pipe.set(gone_key(record.id), f"{self.gone_ttl_s}|{record.owner}", exat=at + self.gone_ttl_s + 1)
         pipe.execute()
         if record.status is JobStatus.QUEUED:
-            self._redis.zadd(QUEUED_ZSET, {record.id: self._redis.incr(QUEUE_SEQ)})
+            score = record.priority.rank * QUEUE_RANK_SPAN + int(self._redis.incr(QUEUE_SEQ))
+            self._redis.zadd(QUEUED_ZSET, {record.id: score})
 
     def delete(self, job_id: str) -> None:
         """Forget a job entirely (a submission that could not be enqueued)."""
@@ -446,7 +490,7 @@ class JobStore:
         return int(self._redis.zcard(QUEUED_ZSET))
 
     def queue_position(self, job_id: str) -> int | None:
-        """1 for the next job a worker will take; None when not queued."""
+        """1 for the next job a worker will take (priority first, then queue order); None when not queued."""
         rank = self._redis.zrank(QUEUED_ZSET, job_id)
         return None if rank is None else int(rank) + 1  # type: ignore[arg-type]
 
@@ -498,6 +542,19 @@ class JobStore:
         """Back to the queue after a transient failure (the caller re-sends it); the error is kept, and becomes
         the job's error if it never gets through within ``max_attempts``."""
         return bool(self._release(keys=[job_key(job_id), lease_key(job_id)], args=[token, error.code, error.message]))
+
+    def hand_back(self, job_id: str, *, token: str) -> bool:
+        """Back to the queue at shutdown (the caller re-sends it); the attempt is not counted, and the job will
+        start again from its beginning."""
+        return bool(self._hand_back(keys=[job_key(job_id), lease_key(job_id)], args=[token]))
+
+    def publish_segment(self, job_id: str, *, token: str, segment: dict[str, Any]) -> bool:
+        """A ``segment`` event on the job's stream (SSE), while we hold its lease."""
+        return bool(
+            self._segment(
+                keys=[job_key(job_id), lease_key(job_id)], args=[token, json.dumps(segment, ensure_ascii=False)]
+            )
+        )
 
     def request_cancel(self, job_id: str) -> CancelOutcome:
         """Cancel a queued job at once; ask a running one to stop at its next batch boundary."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.priority import Priority
 from shared.tasks import Task
 
 RUN_JOB_TASK = "m4t.run_job"
@@ -31,6 +32,7 @@ class JobMessage(BaseModel):
     input_key: str = Field(description="Storage key of the input: audio for speech input, UTF-8 text otherwise")
     speaker_id: int | None = None
     output_format: str = "wav"
+    priority: Priority = Priority.NORMAL
 
     def to_celery(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

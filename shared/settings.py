@@ -184,7 +184,36 @@ class WorkerSettings(CommonSettings):
     """CPU threads for torch (default: torch's own choice)."""
 
     batch_size: int = Field(default=8, ge=1)
-    """Most items (segments, chunks) per generate call."""
+    """Most items (segments, chunks) per generate call, from any of the jobs in flight."""
+
+    worker_jobs: int = Field(default=32, ge=1)
+    """Most normal- and low-priority jobs one worker holds at once; their units share generate calls."""
+
+    worker_high_slots: int = Field(default=2, ge=0)
+    """Extra job slots kept for `high` jobs, so one starts at once even when every other slot holds a long job."""
+
+    batch_max_tokens: int = Field(default=2048, ge=16)
+    """Size budget of a text-input generate call: items x longest input (tokens)."""
+
+    batch_max_audio_s: float = Field(default=160.0, gt=0)
+    """Size budget of a speech-input generate call: items x longest segment (seconds of audio)."""
+
+    batch_wait_ms: float = Field(default=5.0, ge=0)
+    """When the next generate call would be less than half full, wait at most this long for more units
+    (milliseconds). Never waits while the batch is at least half full."""
+
+    job_batch_share: float = Field(default=0.5, gt=0, le=1)
+    """Largest share of one generate call that a single job may take while other jobs' units wait."""
+
+    ageing_s: float = Field(default=30.0, gt=0)
+    """A waiting job gains one priority level per this many seconds waited, so low and long jobs always move."""
+
+    prep_concurrency: int = Field(default=2, ge=1)
+    """Jobs decoding audio, running the VAD or splitting text at the same time (alongside the model)."""
+
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
+    """On SIGTERM: finish the generate call on the device, hand every unfinished job back to the queue, and exit
+    within this many seconds (below docker-compose's `stop_grace_period` and systemd's `TimeoutStopSec`: 45 s)."""
 
     segment_max_s: float = Field(default=20.0, ge=2.0, le=60.0)
     """Longest speech segment given to the model (seconds): long audio is cut at pauses into segments this long at

@@ -41,6 +41,14 @@ class Heartbeat(BaseModel):
     jobs_done: int = 0
     jobs_failed: int = 0
     current_job: str | None = None
+    jobs_in_flight: int = 0
+    """Jobs this worker holds now (their units share generate calls)."""
+    job_slots: int = 1
+    """Most jobs it may hold (`M4T_WORKER_JOBS` + `M4T_WORKER_HIGH_SLOTS`)."""
+    units_waiting: int = 0
+    """Units (text chunks, speech segments) queued for the model."""
+    mean_batch_items: float | None = None
+    """Mean items per generate call over the last minute (None: no call in that minute)."""
     last_error: str | None = None
     tasks: list[str] = []
 

@@ -7,6 +7,7 @@ have different lengths and, for text input, different source languages.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -167,6 +168,8 @@ class TranslationEngine:
         self.languages = LanguageSupport.from_generation_config(model.generation_config)
         self.num_speakers = int(getattr(model.config, "vocoder_num_spkrs", 1))
         self._lock = threading.Lock()
+        self._planning_tokenizer = copy.deepcopy(processor.tokenizer)
+        self._planning_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> TranslationEngine:
@@ -235,15 +238,27 @@ class TranslationEngine:
         )
 
     def translate(
-        self, task: Task, items: Sequence[Item], *, tgt_lang: str, speaker_id: int | None = None
+        self,
+        task: Task,
+        items: Sequence[Item],
+        *,
+        tgt_lang: str | Sequence[str],
+        speaker_id: int | None = None,
     ) -> list[ItemResult]:
-        """Translate a batch of items of one task into one target language (and one voice for speech)."""
+        """Translate a batch of items of one task into one target language (and one voice for speech).
+
+        Text output may take one target language per item (a sequence as long as ``items``): each row then gets
+        its own language token as the text decoder's start, which gives the same outputs as per-language calls
+        (tested). Speech output takes one target language: the vocoder takes one language and one speaker."""
         if not items:
             return []
+        wanted = [tgt_lang] * len(items) if isinstance(tgt_lang, str) else list(tgt_lang)
+        if len(wanted) != len(items):
+            raise ValueError("one target language per item")
+        if task.speech_output and len(set(wanted)) > 1:
+            raise InvalidRequest("speech output takes one target language per call")
         src_langs = [item.src_lang if isinstance(item, TextItem) else None for item in items]
-        tgt = tgt_lang
-        for src in set(src_langs):
-            _, tgt = self.languages.validate(task, src, tgt_lang)
+        targets = [self.languages.validate(task, src, tgt)[1] for src, tgt in zip(src_langs, wanted, strict=True)]
         speaker = self.default_speaker_id if speaker_id is None else speaker_id
         if task.speech_output and not 0 <= speaker < self.num_speakers:
             raise InvalidRequest(f"speaker_id must be between 0 and {self.num_speakers - 1}")
@@ -253,8 +268,8 @@ class TranslationEngine:
             with self._lock, torch.inference_mode():
                 self.faults.check(items)
                 if task.speech_output:
-                    return self._generate_speech(inputs, tgt, speaker, max(bounds))
-                return self._generate_text(inputs, tgt, max(bounds), per_item=bounds)
+                    return self._generate_speech(inputs, targets[0], speaker, max(bounds))
+                return self._generate_text(inputs, targets, max(bounds), per_item=bounds)
         except (InvalidRequest, EngineOutOfMemory):
             raise
         except Exception as exc:
@@ -295,11 +310,22 @@ class TranslationEngine:
         return self.languages.normalize_text_code(src_lang)
 
     def _generate_text(
-        self, inputs: dict[str, torch.Tensor], tgt: str, max_new_tokens: int, per_item: Sequence[int] = ()
+        self,
+        inputs: dict[str, torch.Tensor],
+        tgt: str | Sequence[str],
+        max_new_tokens: int,
+        per_item: Sequence[int] = (),
     ) -> list[ItemResult]:
+        language: dict[str, Any]
+        if isinstance(tgt, str) or len(set(tgt)) == 1:
+            language = {"tgt_lang": tgt if isinstance(tgt, str) else tgt[0]}
+        else:
+            # One language token per row as the text decoder's start (``tgt_lang`` would set one for the batch).
+            codes = self.model.generation_config.text_decoder_lang_to_code_id
+            language = {"text_decoder_input_ids": torch.tensor([[codes[t]] for t in tgt], device=self.device)}
         output = self.model.generate(
             **inputs,
-            tgt_lang=tgt,
+            **language,
             generate_speech=False,
             max_new_tokens=max_new_tokens,
             **self.decoding.generate_kwargs(),
@@ -369,9 +395,10 @@ class TranslationEngine:
         return [text.strip() for text in decoded]
 
     def count_tokens(self, text: str) -> int:
-        """Length of ``text`` in model tokens (without the language and end tokens)."""
-        with self._lock:
-            return len(self.processor.tokenizer.tokenize(text))
+        """Length of ``text`` in model tokens (without the language and end tokens). Uses a tokenizer of its
+        own, so that planning a job (splitting its text) never waits behind a generate call."""
+        with self._planning_lock:
+            return len(self._planning_tokenizer.tokenize(text))
 
     def gpu_memory_gib(self) -> tuple[float, float, float] | None:
         """(total, free, used) GiB of this engine's GPU, or None on CPU."""

@@ -1,20 +1,26 @@
-"""From a job's input to its outputs: plan the units (speech segments or text chunks), translate them in
-length-sorted batches, stitch the results back in order.
+"""From a job's input to its outputs: plan the units (speech segments or text chunks), hand them to the batch
+scheduler (which shares generate calls between jobs), stitch the results back in order.
 
 - Speech input is downloaded from storage to a temporary file and decoded in blocks into a float32 file on disk,
-  while the VAD reads the same blocks; each batch reads only its own segments back from that file: memory stays
-  bounded whatever the duration (a 2-hour file adds about 80 MiB to the worker's peak).
+  while the VAD reads the same blocks; each unit reads only its own segment back from that file when its call
+  comes: memory stays bounded whatever the duration and however many jobs are in flight.
 - Text input is split into sentences and packed into chunks under a token budget, never across paragraphs.
-- Batches hold up to ``batch_size`` units sorted by length (less padding); progress is reported after each batch,
-  and between batches ``checkpoint`` raises if the job was cancelled or taken over.
+- Planning (download, decode, VAD, sentence splitting) runs in the job's own thread, at most ``prep_concurrency``
+  jobs at a time, while the model serves other jobs.
+- Speech output goes to a scratch file as each unit's audio is released, not held in memory.
+- Each unit's result is released in source order (a unit once all before it are done) as a ``segment`` event;
+  progress is reported as results come, and ``checkpoint`` raises if the job was cancelled, taken over or is
+  handed back at shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import queue
 import tempfile
-import time
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +29,11 @@ from typing import Any
 import numpy as np
 
 from shared.audio import CONTENT_TYPES, encode_audio, iter_decoded_blocks
-from shared.errors import EngineOutOfMemory, InferenceFailed
+from shared.errors import InferenceFailed
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
-from worker.engine import Item, ItemResult, SpeechItem, TextItem, TranslationEngine
+from worker.engine import ItemResult, SpeechItem, TextItem, TranslationEngine
+from worker.scheduler import BatchScheduler, Unit
 from worker.segmentation import SpeechSegment, SpeechSegmenter
 from worker.text_chunks import TextChunk, chunk_text, join_chunks, join_segment_texts
 
@@ -36,26 +43,34 @@ SAMPLE_RATE = 16_000
 DECODE_BLOCK_S = 60.0
 SENTENCE_PAUSE_S = 0.3
 PARAGRAPH_PAUSE_S = 0.8
+RESULT_POLL_S = 0.5  # how often a waiting job looks at its checkpoint (cancellation, lease, shutdown)
 
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    batch_size: int = 8
     text_chunk_tokens: int = 160
     max_output_pause_s: float = 2.0
+    scratch_dir: Path | None = None
+    """Where jobs keep their decoded audio and speech output while they run (default: the system's temp dir)."""
 
 
 class JobContext:
-    """What the pipeline may tell the runner: progress, and the points where it may be stopped."""
+    """What the pipeline may tell the runner: progress, released results, and the points where it may be stopped."""
 
-    def __init__(self, progress: Callable[[int, int], None], checkpoint: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        progress: Callable[[int, int], None],
+        checkpoint: Callable[[], None],
+        segment: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.progress = progress
         self.checkpoint = checkpoint
+        self.segment = segment or (lambda _: None)
 
 
 @dataclass(frozen=True)
 class Translated:
-    results: list[ItemResult]
+    texts: list[str]
     engine_s: float
 
 
@@ -63,154 +78,214 @@ class TranslationPipeline:
     def __init__(
         self,
         engine: TranslationEngine,
+        scheduler: BatchScheduler,
         storage: Storage,
-        segmenter: SpeechSegmenter,
+        segmenters: Sequence[SpeechSegmenter],
         options: PipelineOptions,
     ) -> None:
+        if not segmenters:
+            raise ValueError("at least one segmenter")
         self.engine = engine
+        self.scheduler = scheduler
         self.storage = storage
-        self.segmenter = segmenter
         self.options = options
+        self._segmenters: queue.Queue[SpeechSegmenter] = queue.Queue()
+        for segmenter in segmenters:
+            self._segmenters.put(segmenter)
+        self._planning = threading.BoundedSemaphore(len(segmenters))
 
     def run(self, message: JobMessage, ctx: JobContext) -> dict[str, Any]:
-        if message.task.speech_input:
-            with tempfile.TemporaryDirectory(prefix=f"m4t-{message.job_id[:8]}-") as folder:
-                return self._run_speech(message, ctx, Path(folder))
-        return self._run_text(message, ctx)
+        with tempfile.TemporaryDirectory(prefix=f"m4t-{message.job_id[:8]}-", dir=self.options.scratch_dir) as tmp:
+            folder = Path(tmp)
+            if message.task.speech_input:
+                return self._run_speech(message, ctx, folder)
+            return self._run_text(message, ctx, folder)
 
     # -- speech input ------------------------------------------------------------------------------------------
     def _run_speech(self, message: JobMessage, ctx: JobContext, folder: Path) -> dict[str, Any]:
         source = folder / "input"
-        self.storage.download_to(message.input_key, source)
-        audio, segments = self._decode_and_segment(source, folder / "audio.f32")
+        with self._planning_slot(ctx):
+            self.storage.download_to(message.input_key, source)
+            audio, segments = self._decode_and_segment(source, folder / "audio.f32", ctx)
+        source.unlink(missing_ok=True)
         ctx.checkpoint()
+
+        def reader(segment: SpeechSegment) -> Callable[[], SpeechItem]:
+            return lambda: SpeechItem(audio.read(segment.start_s, segment.end_s))
+
+        output = SpeechOutput(folder / "output.f32") if message.task.speech_output else None
+        gaps = [max(0.0, nxt.start_s - cur.end_s) for cur, nxt in itertools.pairwise(segments)]
+        rows: list[dict[str, Any]] = [
+            {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "text": ""} for s in segments
+        ]
+
+        def release(index: int, result: ItemResult) -> None:
+            row = rows[index]
+            row["text"] = result.text
+            if output is not None:
+                pause = min(gaps[index - 1], self.options.max_output_pause_s) if index else 0.0
+                start, end = output.append(result.waveform, pause_s=pause)
+                row["output_start_s"], row["output_end_s"] = round(start, 3), round(end, 3)
+            ctx.segment({"index": index, **row})
+
         translated = self._translate(
             message,
             ctx,
-            lambda i: SpeechItem(audio.read(segments[i].start_s, segments[i].end_s)),
-            sizes=[s.duration_s for s in segments],
+            [Unit(i, s.duration_s, reader(s)) for i, s in enumerate(segments)],
+            release,
         )
-        texts = [r.text for r in translated.results]
         result: dict[str, Any] = {
-            "text": join_segment_texts(texts, message.tgt_lang, overlapped=[s.hard_cut for s in segments]),
+            "text": join_segment_texts(translated.texts, message.tgt_lang, overlapped=[s.hard_cut for s in segments]),
             "engine_s": round(translated.engine_s, 4),
             "source_duration_s": round(audio.samples / SAMPLE_RATE, 3),
         }
-        rows: list[dict[str, Any]] = [
-            {"start_s": round(s.start_s, 3), "end_s": round(s.end_s, 3), "text": text}
-            for s, text in zip(segments, texts, strict=True)
-        ]
-        if message.task.speech_output:
-            waves = [r.waveform if r.waveform is not None else _silence(0) for r in translated.results]
-            gaps = [max(0.0, nxt.start_s - cur.end_s) for cur, nxt in itertools.pairwise(segments)]
-            wave, spans = self._concatenate(waves, [min(g, self.options.max_output_pause_s) for g in gaps])
-            for row, (start, end) in zip(rows, spans, strict=True):
-                row["output_start_s"], row["output_end_s"] = round(start, 3), round(end, 3)
-            result["audio"] = self._write_audio(message, wave)
+        if output is not None:
+            result["audio"] = self._write_audio(message, output.read_all())
         result["segments"] = rows
         return result
 
-    def _decode_and_segment(self, source: Path, scratch: Path) -> tuple[ScratchAudio, list[SpeechSegment]]:
-        """One decoding pass: blocks go to a float32 file on disk and through the VAD."""
+    @contextlib.contextmanager
+    def _planning_slot(self, ctx: JobContext) -> Iterator[None]:
+        """At most ``prep_concurrency`` jobs plan at once; a waiting job still sees its checkpoint."""
+        while not self._planning.acquire(timeout=RESULT_POLL_S):
+            ctx.checkpoint()
+        try:
+            yield
+        finally:
+            self._planning.release()
+
+    def _decode_and_segment(
+        self, source: Path, scratch: Path, ctx: JobContext
+    ) -> tuple[ScratchAudio, list[SpeechSegment]]:
+        """One decoding pass: blocks go to a float32 file on disk and through the VAD (with a checkpoint between
+        blocks, so a long file can be cancelled or handed back while it is decoded)."""
         total = 0
-        with scratch.open("wb") as out:
+        segmenter = self._segmenters.get()
+        try:
+            with scratch.open("wb") as out:
 
-            def blocks() -> Iterator[np.ndarray]:
-                nonlocal total
-                for block in iter_decoded_blocks(source, block_s=DECODE_BLOCK_S):
-                    out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
-                    total += len(block)
-                    yield block
+                def blocks() -> Iterator[np.ndarray]:
+                    nonlocal total
+                    for block in iter_decoded_blocks(source, block_s=DECODE_BLOCK_S):
+                        ctx.checkpoint()
+                        out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+                        total += len(block)
+                        yield block
 
-            segments = self.segmenter.segment(blocks(), sample_rate=SAMPLE_RATE)
+                segments = segmenter.segment(blocks(), sample_rate=SAMPLE_RATE)
+        finally:
+            self._segmenters.put(segmenter)
         return ScratchAudio(scratch, total), segments
 
     # -- text input --------------------------------------------------------------------------------------------
-    def _run_text(self, message: JobMessage, ctx: JobContext) -> dict[str, Any]:
+    def _run_text(self, message: JobMessage, ctx: JobContext, folder: Path) -> dict[str, Any]:
         if message.src_lang is None:
             raise InferenceFailed("text job without a source language")
-        text = self.storage.get_bytes(message.input_key).decode("utf-8")
-        chunks = chunk_text(
-            text,
-            message.src_lang,
-            count_tokens=self.engine.count_tokens,
-            max_tokens=self.options.text_chunk_tokens,
-        )
         src_lang = message.src_lang
-        translated = self._translate(
-            message, ctx, lambda i: TextItem(chunks[i].text, src_lang), sizes=[len(chunk.text) for chunk in chunks]
-        )
-        texts = [r.text for r in translated.results]
+        with self._planning_slot(ctx):
+            text = self.storage.get_bytes(message.input_key).decode("utf-8")
+            chunks = chunk_text(
+                text,
+                src_lang,
+                count_tokens=self.engine.count_tokens,
+                max_tokens=self.options.text_chunk_tokens,
+            )
+        ctx.checkpoint()
+        output = SpeechOutput(folder / "output.f32") if message.task.speech_output else None
+        pauses = _chunk_pauses(chunks)
+
+        def release(index: int, result: ItemResult) -> None:
+            if output is not None:
+                output.append(result.waveform, pause_s=pauses[index - 1] if index else 0.0)
+            ctx.segment({"index": index, "text": result.text})
+
+        def item(chunk: TextChunk) -> Callable[[], TextItem]:
+            return lambda: TextItem(chunk.text, src_lang)
+
+        units = [Unit(i, self.engine.count_tokens(c.text) + 2, item(c)) for i, c in enumerate(chunks)]
+        translated = self._translate(message, ctx, units, release)
         result: dict[str, Any] = {
-            "text": join_chunks(chunks, texts, message.tgt_lang),
+            "text": join_chunks(chunks, translated.texts, message.tgt_lang),
             "engine_s": round(translated.engine_s, 4),
             "chunks": len(chunks),
         }
-        if message.task.speech_output:
-            waves = [r.waveform if r.waveform is not None else _silence(0) for r in translated.results]
-            wave, _ = self._concatenate(waves, _chunk_pauses(chunks))
-            result["audio"] = self._write_audio(message, wave)
+        if output is not None:
+            result["audio"] = self._write_audio(message, output.read_all())
         return result
 
     # -- shared ------------------------------------------------------------------------------------------------
     def _translate(
-        self, message: JobMessage, ctx: JobContext, item: Callable[[int], Item], *, sizes: Sequence[float]
+        self,
+        message: JobMessage,
+        ctx: JobContext,
+        units: Sequence[Unit],
+        release: Callable[[int, ItemResult], None],
     ) -> Translated:
-        """Items 0..n-1 (made by ``item(i)`` only when their batch comes, so long audio is never all in memory),
-        longest first, in batches; results come back in item order."""
-        count = len(sizes)
-        order = sorted(range(count), key=lambda i: sizes[i], reverse=True)
-        results: list[ItemResult | None] = [None] * count
-        engine_s = 0.0
-        done = 0
-        ctx.progress(0, count)
-        for start in range(0, len(order), self.options.batch_size):
-            ctx.checkpoint()
-            indices = order[start : start + self.options.batch_size]
-            began = time.perf_counter()
-            batch = self._translate_batch(message, [item(i) for i in indices])
-            engine_s += time.perf_counter() - began
-            for index, result in zip(indices, batch, strict=True):
-                results[index] = result
-            done += len(indices)
-            ctx.progress(done, count)
-        ctx.checkpoint()
-        return Translated([r for r in results if r is not None], engine_s)
-
-    def _translate_batch(self, message: JobMessage, items: Sequence[Item]) -> list[ItemResult]:
-        """One batch; on out-of-memory, the two halves one after the other (down to single items, which then fail
-        the job with ``out_of_memory``: the worker itself keeps serving)."""
+        """Hand the units to the scheduler and wait for their results; each is released (``release``) in unit
+        order, once all before it are done. Returns the texts in unit order."""
+        count = len(units)
+        texts: list[str | None] = [None] * count
+        waiting: dict[int, ItemResult] = {}
+        released = 0
+        job = self.scheduler.open_job(
+            message.job_id,
+            task=message.task,
+            tgt_lang=message.tgt_lang,
+            speaker_id=message.speaker_id,
+            priority=message.priority,
+        )
         try:
-            return self.engine.translate(message.task, items, tgt_lang=message.tgt_lang, speaker_id=message.speaker_id)
-        except EngineOutOfMemory:
-            self.engine.release_cached_memory()
-            if len(items) == 1:
-                raise
-            log.warning("job %s: out of memory on %d items; splitting the batch", message.job_id, len(items))
-            half = len(items) // 2
-            return self._translate_batch(message, items[:half]) + self._translate_batch(message, items[half:])
-
-    def _concatenate(
-        self, waves: Sequence[np.ndarray], pauses: Sequence[float]
-    ) -> tuple[np.ndarray, list[tuple[float, float]]]:
-        """Waves joined with the given pauses between them; returns the audio and each wave's span in it."""
-        pieces: list[np.ndarray] = []
-        spans: list[tuple[float, float]] = []
-        position = 0
-        for index, wave in enumerate(waves):
-            if index and pauses[index - 1] > 0:
-                pieces.append(_silence(pauses[index - 1]))
-                position += len(pieces[-1])
-            spans.append((position / SAMPLE_RATE, (position + len(wave)) / SAMPLE_RATE))
-            pieces.append(wave)
-            position += len(wave)
-        return (np.concatenate(pieces) if pieces else _silence(0)), spans
+            ctx.progress(0, count)
+            job.submit(units)
+            done = 0
+            while done < count:
+                ctx.checkpoint()
+                arrived = job.wait(RESULT_POLL_S)
+                if not arrived:
+                    continue
+                waiting.update(arrived)
+                done += len(arrived)
+                while released in waiting:
+                    result = waiting.pop(released)
+                    texts[released] = result.text
+                    release(released, result)
+                    released += 1
+                ctx.progress(done, count)
+            ctx.checkpoint()
+        finally:
+            job.close()
+        return Translated([t or "" for t in texts], job.engine_s)
 
     def _write_audio(self, message: JobMessage, wave: np.ndarray) -> dict[str, Any]:
         fmt = message.output_format
         key = output_key(message.job_id, f"audio.{fmt}")
         self.storage.put_bytes(key, encode_audio(wave, fmt), content_type=CONTENT_TYPES[fmt])
         return {"key": key, "format": fmt, "sample_rate": SAMPLE_RATE, "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
+
+
+class SpeechOutput:
+    """A job's translated speech, written to a float32 file on disk piece by piece as units are released."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.samples = 0
+        path.touch()
+
+    def append(self, wave: np.ndarray | None, *, pause_s: float = 0.0) -> tuple[float, float]:
+        """Append ``pause_s`` of silence and then ``wave``; returns the wave's span in the output (seconds)."""
+        with self.path.open("ab") as out:
+            if pause_s > 0:
+                silence = _silence(pause_s)
+                out.write(silence.tobytes())
+                self.samples += len(silence)
+            start = self.samples
+            if wave is not None and len(wave):
+                out.write(np.ascontiguousarray(wave, dtype=np.float32).tobytes())
+                self.samples += len(wave)
+        return start / SAMPLE_RATE, self.samples / SAMPLE_RATE
+
+    def read_all(self) -> np.ndarray:
+        return np.fromfile(self.path, dtype=np.float32, count=self.samples)
 
 
 class ScratchAudio:

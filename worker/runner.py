@@ -1,11 +1,14 @@
-"""Runs one job end to end: claim it, read its input from storage, translate it in batches, write the outputs,
-record the outcome. Plain Python around the engine; the Celery task only decodes the message and calls ``run``.
+"""Runs one job end to end: take a slot, claim it, read its input from storage, translate it through the batch
+scheduler, write the outputs, record the outcome. Plain Python; the Celery task only decodes the message and calls
+``run``. Many jobs run at once, each in its own thread (the worker holds ``M4T_WORKER_JOBS`` of them, plus slots
+kept for ``high`` jobs); only the scheduler's thread calls the model.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ from typing import Any
 from shared.errors import InferenceFailed, M4TError, StorageUnavailable
 from shared.jobs import ClaimOutcome, JobStore
 from shared.messages import JobMessage, output_key
+from shared.priority import Priority
 from shared.storage import Storage
 from worker.pipeline import JobContext, TranslationPipeline
 
@@ -28,11 +32,58 @@ class LeaseLost(Exception):
     """Another worker took the job over (our lease lapsed): stop without writing anything."""
 
 
+class HandBack(Exception):
+    """The worker is shutting down: the job goes back to the queue now, to start again elsewhere."""
+
+
+class NoFreeSlot(Exception):
+    """The worker holds as many jobs as it may (or is shutting down): the message goes back to the broker."""
+
+
+class JobSlots:
+    """How many jobs this worker holds at once: ``normal`` slots for any job, and ``high`` slots that only ``high``
+    jobs may take, so a high job starts at once even when every other slot holds a long job."""
+
+    def __init__(self, normal: int, high: int) -> None:
+        self.normal, self.high = normal, high
+        self._used_normal = self._used_high = 0
+        self._cond = threading.Condition()
+
+    def acquire(self, priority: Priority, *, timeout: float) -> str | None:
+        """The slot kind taken (``normal`` or ``high``), or None if none freed within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._used_normal < self.normal:
+                    self._used_normal += 1
+                    return "normal"
+                if priority is Priority.HIGH and self._used_high < self.high:
+                    self._used_high += 1
+                    return "high"
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+
+    def release(self, kind: str) -> None:
+        with self._cond:
+            if kind == "high":
+                self._used_high -= 1
+            else:
+                self._used_normal -= 1
+            self._cond.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        with self._cond:
+            return self._used_normal + self._used_high
+
+
 @dataclass
 class WorkerStats:
     jobs_done: int = 0
     jobs_failed: int = 0
-    current_job: str | None = None
+    current_jobs: list[str] = field(default_factory=list)
     last_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +130,8 @@ class JobRunner:
         after_job: Callable[[], None] | None = None,
         requeue: Callable[[JobMessage, float], None] | None = None,
         retry_delay_s: float = 10.0,
+        slots: JobSlots | None = None,
+        admit_wait_s: float = 1.0,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -90,9 +143,28 @@ class JobRunner:
         self._after_job = after_job
         self._requeue = requeue
         self.retry_delay_s = retry_delay_s
+        self.slots = slots or JobSlots(1, 0)
+        self.admit_wait_s = admit_wait_s
+        self.draining = threading.Event()
+        """Set at shutdown: no new job starts, and every running job is handed back at its next checkpoint."""
 
     def run(self, message: JobMessage) -> str:
-        """Run the job if nobody else has or does; returns what happened (for logs and tests)."""
+        """Run the job if nobody else has or does; returns what happened (for logs and tests). Raises
+        ``NoFreeSlot`` when the worker is full or shutting down, and ``HandBack`` when the job was given back at
+        shutdown: both mean the message goes back to the broker."""
+        if self.draining.is_set():
+            raise NoFreeSlot()
+        slot = self.slots.acquire(message.priority, timeout=self.admit_wait_s)
+        if slot is None:
+            raise NoFreeSlot()
+        try:
+            if self.draining.is_set():
+                raise NoFreeSlot()
+            return self._claim_and_run(message)
+        finally:
+            self.slots.release(slot)
+
+    def _claim_and_run(self, message: JobMessage) -> str:
         token = uuid.uuid4().hex
         outcome = self.store.claim(
             message.job_id,
@@ -105,13 +177,13 @@ class JobRunner:
             log.info("job %s: %s, nothing to do", message.job_id, outcome.value)
             return outcome.value
         with self.stats.lock:
-            self.stats.current_job = message.job_id
+            self.stats.current_jobs.append(message.job_id)
         try:
             with LeaseKeeper(self.store, message.job_id, token, self.lease_s) as lease:
                 return self._run_claimed(message, token, lease)
         finally:
             with self.stats.lock:
-                self.stats.current_job = None
+                self.stats.current_jobs.remove(message.job_id)
             if self._after_job:
                 self._after_job()
 
@@ -120,6 +192,12 @@ class JobRunner:
         try:
             result = self._execute(message, token, lease)
         except LeaseLost:
+            return "lease_lost"
+        except HandBack:
+            self.storage.delete_prefix(output_key(job_id, ""))
+            if self.store.hand_back(job_id, token=token):
+                log.info("job %s: handed back to the queue (shutdown)", job_id)
+                raise
             return "lease_lost"
         except StorageUnavailable as exc:
             return self._retry_later(message, token, exc)
@@ -168,7 +246,12 @@ class JobRunner:
         def checkpoint() -> None:
             if lease.lost.is_set():
                 raise LeaseLost()
+            if self.draining.is_set():
+                raise HandBack()
             if self.store.cancel_requested(message.job_id):
                 raise JobCancelled()
 
-        return self.pipeline.run(message, JobContext(progress, checkpoint))
+        def segment(payload: dict[str, Any]) -> None:
+            self.store.publish_segment(message.job_id, token=token, segment=payload)
+
+        return self.pipeline.run(message, JobContext(progress, checkpoint, segment))

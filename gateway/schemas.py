@@ -175,6 +175,10 @@ class WorkerOut(BaseModel):
     jobs_done: int
     jobs_failed: int
     current_job: str | None
+    jobs_in_flight: int = Field(description="Jobs the worker holds now; their units share generate calls")
+    job_slots: int = Field(description="Most jobs it may hold (M4T_WORKER_JOBS + M4T_WORKER_HIGH_SLOTS)")
+    units_waiting: int = Field(description="Units (text chunks, speech segments) queued for the model")
+    mean_batch_items: float | None = Field(description="Mean items per generate call over the last minute")
     last_error: str | None
     seen_s_ago: float
 

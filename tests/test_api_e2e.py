@@ -65,6 +65,10 @@ def test_health_shows_the_worker(api: httpx.Client) -> None:
     assert body["device"] == "cpu"
     assert body["gpu_available"] is False
     assert len(body["workers"]) == 1
+    worker = body["workers"][0]
+    assert worker["job_slots"] == 34  # M4T_WORKER_JOBS 32 + M4T_WORKER_HIGH_SLOTS 2
+    assert worker["jobs_in_flight"] >= 0 and worker["units_waiting"] >= 0
+    assert "mean_batch_items" in worker
     assert all(service["model_loaded"] for service in body["services"].values())
     languages = api.get(f"{API}/languages").json()
     assert languages["from_model"] is True

@@ -90,6 +90,10 @@ async def health(services: ServicesDep) -> JSONResponse:
                 "jobs_done": b.jobs_done,
                 "jobs_failed": b.jobs_failed,
                 "current_job": b.current_job,
+                "jobs_in_flight": b.jobs_in_flight,
+                "job_slots": b.job_slots,
+                "units_waiting": b.units_waiting,
+                "mean_batch_items": b.mean_batch_items,
                 "last_error": b.last_error,
                 "seen_s_ago": round(max(0.0, now - b.seen_at), 1),
             }

@@ -41,6 +41,7 @@ Examples (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import logging
 import os
@@ -70,6 +71,7 @@ from shared.storage import LocalStorage
 from shared.tasks import Task
 from worker.engine import DecodingOptions, SpeechItem, TranslationEngine
 from worker.pipeline import DECODE_BLOCK_S, JobContext, PipelineOptions, TranslationPipeline
+from worker.scheduler import BatchScheduler, SchedulerOptions
 from worker.segmentation import SpeechSegmenter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,10 +170,10 @@ def probed(pipeline: TranslationPipeline, probe: RunProbe) -> Iterator[RunProbe]
     pad_id = int(model.generation_config.pad_token_id)
     eos_id = int(model.generation_config.eos_token_id)
 
-    def timed_decode_and_segment(source: Path, scratch: Path) -> Any:
+    def timed_decode_and_segment(source: Path, scratch: Path, ctx: Any) -> Any:
         started = time.perf_counter()
         try:
-            return decode_and_segment(source, scratch)
+            return decode_and_segment(source, scratch, ctx)
         finally:
             probe.decode_segment_s += time.perf_counter() - started
 
@@ -310,7 +312,7 @@ def run_job(
     batch_size: int,
     repeat: int,
 ) -> tuple[RunResult, dict[str, Any]]:
-    pipeline.options = PipelineOptions(batch_size=batch_size)
+    pipeline.scheduler.options = dataclasses.replace(pipeline.scheduler.options, batch_size=batch_size)
     message = JobMessage(
         job_id=uuid.uuid4().hex, task=task, tgt_lang=TGT_LANG, input_key=key, output_format="wav", speaker_id=None
     )
@@ -477,7 +479,8 @@ def run_compare(args: argparse.Namespace, decoding: DecodingOptions, threads: in
         key = input_key("bench", "long.flac")
         with audio.path.open("rb") as file:
             storage.put_file(key, file, audio.flac_bytes, content_type="audio/flac")
-        pipeline = TranslationPipeline(engine, storage, segmenter, PipelineOptions())
+        scheduler = BatchScheduler(engine, SchedulerOptions(wait_s=0)).start()
+        pipeline = TranslationPipeline(engine, scheduler, storage, [segmenter], PipelineOptions())
         for repeat in range(args.repeats):
             for task in tasks:
                 for size in args.batch_sizes:
@@ -534,7 +537,8 @@ def run_memory(args: argparse.Namespace, decoding: DecodingOptions, threads: int
         with audio.path.open("rb") as file:
             storage.put_file(key, file, audio.flac_bytes, content_type="audio/flac")
         audio.path.unlink()
-        pipeline = TranslationPipeline(engine, storage, segmenter, PipelineOptions())
+        scheduler = BatchScheduler(engine, SchedulerOptions(wait_s=0)).start()
+        pipeline = TranslationPipeline(engine, scheduler, storage, [segmenter], PipelineOptions())
         gc.collect()
         before = ru_maxrss_mib()
         rss_before = rss_now_mib()

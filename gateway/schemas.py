@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.priority import Priority
+
 OutputFormat = Literal["wav", "flac", "ogg", "mp3"]
 TextTask = Literal["t2tt", "t2st"]
 SpeechTask = Literal["s2st", "s2tt"]
@@ -21,6 +23,10 @@ class JobOptions(_Strict):
     output_format: OutputFormat = Field(default="wav", description="Audio format of speech output")
     webhook_url: str | None = Field(
         default=None, max_length=2048, description="POSTed a signed event when the job succeeds, fails or is cancelled"
+    )
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        description="high, normal or low: orders work in the queue and inside a worker (up to the API key's maximum)",
     )
 
     @field_validator("speaker_id", mode="before")
@@ -124,7 +130,10 @@ class JobOut(BaseModel):
     progress: Progress
     result: JobResult | None
     error: JobErrorOut | None
-    queue_position: int | None = Field(default=None, description="Queued jobs: 1 = next to run")
+    priority: Priority = Field(default=Priority.NORMAL, description="high, normal or low")
+    queue_position: int | None = Field(
+        default=None, description="Queued jobs: how many jobs would run before this one, plus one (1 = next to run)"
+    )
     cancel_requested: bool = False
     webhook_url: str | None = None
     expires_at: str

@@ -15,6 +15,7 @@ from shared.errors import BrokerUnavailable
 from shared.jobs import JobStore
 from shared.languages import LanguageSupport
 from shared.messages import RUN_JOB_TASK, JobMessage
+from shared.priority import broker_priority
 from shared.redis_client import async_redis, sync_redis
 from shared.settings import GatewaySettings
 from shared.storage import Storage, storage_from_settings
@@ -63,6 +64,7 @@ class Services:
                 RUN_JOB_TASK,
                 args=[message.to_celery()],
                 queue=self.settings.inference_queue,
+                priority=broker_priority(message.priority),
                 retry=True,
                 retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2, "interval_max": 0.5},
             )

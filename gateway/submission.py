@@ -20,9 +20,10 @@ from gateway.services import Services
 from gateway.waiting import fetch_job
 from shared.api_keys import ApiKeyStore
 from shared.audio import AudioInfo, probe_audio
-from shared.errors import InvalidAudio, InvalidRequest, PayloadTooLarge, QueueFull
+from shared.errors import InvalidAudio, InvalidRequest, PayloadTooLarge, PriorityNotAllowed, QueueFull
 from shared.jobs import JobRecord, new_job_id
 from shared.messages import input_key, job_prefix
+from shared.priority import Priority
 from shared.tasks import Task
 from shared.webhooks import check_webhook_url
 
@@ -55,15 +56,16 @@ class JobSpec:
     speaker_id: int | None = None
     output_format: str = "wav"
     webhook_url: str | None = None
+    priority: Priority = Priority.NORMAL
 
     @classmethod
     def of(cls, task: Task, body: JobOptions, *, src_lang: str | None, tgt_lang: str) -> JobSpec:
-        return cls(task, tgt_lang, src_lang, body.speaker_id, body.output_format, body.webhook_url)
+        return cls(task, tgt_lang, src_lang, body.speaker_id, body.output_format, body.webhook_url, body.priority)
 
     def fingerprint(self, content_digest: str) -> str:
         """Identifies the request for idempotency keys: same options and same content, same fingerprint."""
         fields = [self.task.value, self.tgt_lang, self.src_lang or "", str(self.speaker_id), self.output_format]
-        fields += [self.webhook_url or "", content_digest]
+        fields += [self.webhook_url or "", self.priority.value, content_digest]
         return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
@@ -101,6 +103,12 @@ class JobSubmitter:
     def _validated(self, spec: JobSpec) -> JobSpec:
         support, _ = self._services.languages()
         src, tgt = support.validate(spec.task, spec.src_lang, spec.tgt_lang)
+        key = self._caller.key
+        if key is not None and not spec.priority.allowed_under(key.priority_ceiling):
+            raise PriorityNotAllowed(
+                f"this API key may submit at priority {key.priority_ceiling.value} at most",
+                details={"field": "priority", "max_priority": key.priority_ceiling.value},
+            )
         if spec.webhook_url:
             if not self._services.settings.webhook_secrets:
                 raise WebhooksNotConfigured(
@@ -162,6 +170,7 @@ class JobSubmitter:
             input_meta=meta,
             webhook_url=spec.webhook_url,
             owner=self._caller.owner,
+            priority=spec.priority,
         )
         try:
             self._services.store.create(record)

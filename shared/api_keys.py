@@ -17,6 +17,7 @@ import redis
 from pydantic import BaseModel
 
 from shared.errors import M4TError
+from shared.priority import Priority
 
 PREFIX = "m4t:"
 KEY_PREFIX = "m4t_"
@@ -46,12 +47,20 @@ class ApiKey(BaseModel):
     rate_limit_per_min: int | None = None
     max_concurrent: int | None = None
     audio_seconds_per_day: float | None = None
+    max_priority: Priority | None = None
+    """The highest priority this key may submit at; None: ``high`` for admin keys, else ``normal``."""
     created_at: float
     revoked_at: float | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def priority_ceiling(self) -> Priority:
+        if self.max_priority is not None:
+            return self.max_priority
+        return Priority.HIGH if self.admin else Priority.NORMAL
 
 
 def _digest(key: str) -> str:
@@ -96,6 +105,7 @@ class ApiKeyStore:
         rate_limit_per_min: int | None = None,
         max_concurrent: int | None = None,
         audio_seconds_per_day: float | None = None,
+        max_priority: Priority | None = None,
     ) -> tuple[str, ApiKey]:
         """A new key: returns the key itself (shown once) and its record."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -106,6 +116,7 @@ class ApiKeyStore:
             rate_limit_per_min=rate_limit_per_min,
             max_concurrent=max_concurrent,
             audio_seconds_per_day=audio_seconds_per_day,
+            max_priority=max_priority,
             created_at=time.time(),
         )
         digest = _digest(key)
@@ -138,6 +149,17 @@ class ApiKeyStore:
         digest = self._redis.get(f"{PREFIX}apikey-id:{key_id}")
         raw = self._redis.get(f"{PREFIX}apikey:{_text(digest)}") if digest else None
         return ApiKey.model_validate_json(raw) if raw else None
+
+    def update(self, id_or_name: str, *, max_priority: Priority) -> list[ApiKey]:
+        """Change the key with this id, or every active key with this name. Returns what was changed."""
+        changed = []
+        for record in self.all():
+            if record.active and id_or_name in (record.id, record.name):
+                digest = _text(self._redis.get(f"{PREFIX}apikey-id:{record.id}"))
+                updated = record.model_copy(update={"max_priority": max_priority})
+                self._redis.set(f"{PREFIX}apikey:{digest}", updated.model_dump_json())
+                changed.append(updated)
+        return changed
 
     def revoke(self, id_or_name: str) -> list[ApiKey]:
         """Revoke the key with this id, or every active key with this name. Returns what was revoked."""

@@ -115,6 +115,7 @@ def _parse_rate(value: str) -> int:
 
 def _cmd_keys(args: argparse.Namespace) -> int:
     from shared.api_keys import ApiKeyStore
+    from shared.priority import Priority
     from shared.redis_client import sync_redis
 
     store = ApiKeyStore(sync_redis(_redis_url_for_cli()))
@@ -125,6 +126,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             rate_limit_per_min=args.rate_limit,
             max_concurrent=args.max_concurrent,
             audio_seconds_per_day=args.audio_seconds_per_day,
+            max_priority=Priority(args.max_priority) if args.max_priority else None,
         )
         print(key)
         print(
@@ -141,6 +143,14 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             status = "active" if record.active else "revoked"
             admin = "yes" if record.admin else "no"
             print(f"{record.id:14} {record.name:20} {admin:5} {rate:8} {concurrent:10} {audio:11} {status}")
+        return 0
+    if args.keys_command == "update":
+        changed = store.update(args.id_or_name, max_priority=Priority(args.max_priority))
+        if not changed:
+            print(f"no active key with id or name '{args.id_or_name}'", file=sys.stderr)
+            return 1
+        for record in changed:
+            print(f"updated {record.id} ({record.name}): max priority {record.priority_ceiling.value}")
         return 0
     revoked = store.revoke(args.id_or_name)
     if not revoked:
@@ -202,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="API port (overrides M4T_API_PORT)")
     serve.set_defaults(func=_cmd_serve)
 
-    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys = sub.add_parser("keys", help="create, update, list and revoke API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key and print it (once)")
     create.add_argument("name")
@@ -210,6 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--rate-limit", type=_parse_rate, metavar="N/min", help="requests per minute")
     create.add_argument("--max-concurrent", type=int, metavar="N", help="unfinished jobs at once")
     create.add_argument("--audio-seconds-per-day", type=float, metavar="N", help="seconds of audio submitted per day")
+    priorities = ["high", "normal", "low"]
+    create.add_argument(
+        "--max-priority",
+        choices=priorities,
+        help="highest priority it may submit at (default: high for admin keys, else normal)",
+    )
+    update = keys_sub.add_parser("update", help="change a key (by id, or every key with a name)")
+    update.add_argument("id_or_name")
+    update.add_argument("--max-priority", choices=priorities, required=True, help="highest priority it may submit at")
     keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id, or every key with a name")
     revoke.add_argument("id_or_name")

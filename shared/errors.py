@@ -33,6 +33,10 @@ class InvalidRequest(M4TError):
     status_code = 422
 
 
+class PriorityNotAllowed(InvalidRequest):
+    code = "priority_not_allowed"
+
+
 class UnsupportedTask(M4TError):
     code = "unsupported_task"
     status_code = 422

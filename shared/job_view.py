@@ -43,7 +43,7 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
     total = record.progress_total
     done = record.progress_done
     fraction = 1.0 if record.status is JobStatus.SUCCEEDED else (done / total if total else 0.0)
-    options: dict[str, Any] = {"output_format": record.output_format}
+    options: dict[str, Any] = {"output_format": record.output_format, "priority": record.priority.value}
     if record.speaker_id is not None:
         options["speaker_id"] = record.speaker_id
     timings: dict[str, float] = {}
@@ -67,6 +67,7 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
         "progress": {"done": done, "total": total, "fraction": round(fraction, 4)},
         "result": result,
         "error": record.error.model_dump() if record.error else None,
+        "priority": record.priority.value,
         "queue_position": None,
         "cancel_requested": record.cancel_requested,
         "webhook_url": record.webhook_url,

@@ -1,0 +1,107 @@
+"""Job priorities over real HTTP, with no worker (jobs stay queued): the field on both endpoint families (JSON and
+form), recorded and shown; queue positions that count the jobs that would run before; kombu's Redis priority
+lists really holding the messages apart; a key's maximum priority, set and changed with the real `m4t keys`."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from services import RedisServer
+from stack import GatewayProcess, stack_env
+from test_auth import AuthStack, bearer, text_job
+
+from shared.priority import broker_queue_lists
+
+API = "/api/v1"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[AuthStack]:
+    with RedisServer(tmp_path / "redis") as redis_server:
+        env = stack_env(
+            redis_url=redis_server.url,
+            storage_url=f"file://{tmp_path / 'storage'}",
+            model="unused",
+            data_dir=tmp_path / "data",
+            M4T_AUTH="on",
+            M4T_SYNC_WAIT_S="0.2",
+        )
+        with GatewayProcess(tmp_path, env) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as http:
+            yield AuthStack(redis_server, env, gateway, http, tmp_path)
+
+
+def broker_job_ids(url: str, queue: str) -> list[str]:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    ids = []
+    for raw in client.lrange(queue, 0, -1):
+        body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        ids.append(body[0][0]["job_id"])
+    return ids
+
+
+def test_priority_orders_the_queue_and_the_broker_lists(stack: AuthStack) -> None:
+    admin = bearer(stack.new_key("ops", "--admin"))
+    first = stack.http.post(f"{API}/jobs", json=text_job(), headers=admin).json()
+    second = stack.http.post(f"{API}/jobs", json=text_job(priority="normal"), headers=admin).json()
+    with (DATA / "speech_fr.wav").open("rb") as audio:
+        urgent = stack.http.post(
+            f"{API}/jobs",
+            data={"task": "s2tt", "tgt_lang": "eng", "priority": "high"},
+            files={"audio_file": ("a.wav", audio, "audio/wav")},
+            headers=admin,
+        ).json()
+    assert urgent["priority"] == "high" and first["priority"] == "normal"
+
+    def position(job_id: str) -> int:
+        return int(stack.http.get(f"{API}/jobs/{job_id}", headers=admin).json()["queue_position"])
+
+    assert position(urgent["id"]) == 1  # submitted last of the three, runs first
+    assert position(first["id"]) == 2 and position(second["id"]) == 3
+    top, normal, bottom = broker_queue_lists("m4t.inference")
+    assert (top, normal, bottom) == ("m4t.inference", "m4t.inference:5", "m4t.inference:9")
+    assert broker_job_ids(stack.redis.url, top) == [urgent["id"]]
+    assert sorted(broker_job_ids(stack.redis.url, normal)) == sorted([first["id"], second["id"]])
+
+
+def test_seed_endpoint_takes_priority_and_a_bad_value_is_a_clear_422(stack: AuthStack) -> None:
+    admin = bearer(stack.new_key("ops", "--admin"))
+    seed = stack.http.post(
+        f"{API}/t2tt", json={"text": "Bonjour", "src_lang": "fra", "tgt_lang": "eng", "priority": "low"}, headers=admin
+    )
+    assert seed.status_code == 202, seed.text
+    job = stack.http.get(seed.headers["location"], headers=admin).json()
+    assert job["priority"] == "low" and job["options"]["priority"] == "low"
+    bad = stack.http.post(f"{API}/jobs", json=text_job(priority="urgent"), headers=admin)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_a_key_may_not_exceed_its_maximum_until_an_admin_raises_it(stack: AuthStack) -> None:
+    user = bearer(stack.new_key("user"))
+    assert stack.http.post(f"{API}/jobs", json=text_job(), headers=user).status_code == 202
+    refused = stack.http.post(f"{API}/jobs", json=text_job(priority="high"), headers=user)
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert error["code"] == "priority_not_allowed" and error["field"] == "priority" and "normal" in error["message"]
+    done = stack.keys("update", "user", "--max-priority", "high")
+    assert done.returncode == 0, done.stderr
+    assert stack.http.post(f"{API}/jobs", json=text_job(priority="high"), headers=user).status_code == 202
+    lowly = bearer(stack.new_key("batch", "--max-priority", "low"))
+    assert stack.http.post(f"{API}/jobs", json=text_job(), headers=lowly).status_code == 422
+    assert stack.http.post(f"{API}/jobs", json=text_job(priority="low"), headers=lowly).status_code == 202
+
+
+def test_priority_is_part_of_the_idempotency_fingerprint(stack: AuthStack) -> None:
+    admin = bearer(stack.new_key("ops", "--admin"))
+    headers = {**admin, "Idempotency-Key": "same-key-1"}
+    first = stack.http.post(f"{API}/jobs", json=text_job(), headers=headers)
+    again = stack.http.post(f"{API}/jobs", json=text_job(), headers=headers)
+    other = stack.http.post(f"{API}/jobs", json=text_job(priority="high"), headers=headers)
+    assert first.json()["id"] == again.json()["id"]
+    assert other.status_code == 422

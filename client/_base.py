@@ -209,6 +209,7 @@ def build_submission(
     output_format: str | None,
     webhook_url: str | None,
     idempotency_key: str | None,
+    priority: str | None = None,
 ) -> Submission:
     """JSON for text input, multipart for speech input. Every submission carries an ``Idempotency-Key`` (a random one
     when none is given), so the client can retry it without making a second job."""
@@ -224,6 +225,8 @@ def build_submission(
         options["output_format"] = output_format
     if webhook_url is not None:
         options["webhook_url"] = webhook_url
+    if priority is not None:
+        options["priority"] = priority
     if task in SPEECH_TASKS:
         if audio is None or text is not None:
             raise ValueError(f"a {task} job takes audio (a path, bytes or a binary file), not text")

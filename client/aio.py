@@ -150,6 +150,7 @@ class AsyncClient:
         speaker_id: int | None = None,
         output_format: str | None = None,
         webhook_url: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         submission = build_submission(
@@ -161,6 +162,7 @@ class AsyncClient:
             speaker_id=speaker_id,
             output_format=output_format,
             webhook_url=webhook_url,
+            priority=priority,
             idempotency_key=idempotency_key,
         )
         try:
@@ -351,6 +353,7 @@ class AsyncClient:
         output_format: str | None = None,
         speaker_id: int | None = None,
         webhook_url: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the same signature as Client's
         on_event: EventCallback | None = None,
@@ -363,6 +366,7 @@ class AsyncClient:
             speaker_id=speaker_id,
             output_format=output_format,
             webhook_url=webhook_url,
+            priority=priority,
             idempotency_key=idempotency_key,
         )
         return await self.wait(job, timeout, on_event=on_event)
@@ -377,6 +381,7 @@ class AsyncClient:
         output_format: str | None = None,
         speaker_id: int | None = None,
         webhook_url: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the same signature as Client's
         on_event: EventCallback | None = None,
@@ -389,6 +394,7 @@ class AsyncClient:
             speaker_id=speaker_id,
             output_format=output_format,
             webhook_url=webhook_url,
+            priority=priority,
             idempotency_key=idempotency_key,
         )
         return await self.wait(job, timeout, on_event=on_event)

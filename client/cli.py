@@ -89,6 +89,11 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tgt", required=True, help="target language, e.g. eng")
     parser.add_argument("--format", choices=OUTPUT_FORMATS, help="speech output format (default wav)")
     parser.add_argument("--speaker", type=int, help="vocoder speaker id (speech output)")
+    parser.add_argument(
+        "--priority",
+        choices=("high", "normal", "low"),
+        help="job priority (default: normal for translate, low for batch; at most the API key's maximum)",
+    )
     parser.add_argument("--timeout", type=float, help="give up waiting for a job after this many seconds (exit 3)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
@@ -214,6 +219,7 @@ def _translate_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]] |
         "src_lang": args.src,
         "tgt_lang": args.tgt,
         "speaker_id": args.speaker,
+        "priority": args.priority,
         "output_format": output_format,
     }
     if path is not None:
@@ -404,7 +410,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return _fail(f"cannot create {args.out}: {exc.strerror or exc}", EXIT_USAGE)
     output_format = args.format or "wav"
     items = plan_batch(audio_files(args.dir), args.out, args.task, output_format)
-    options: dict[str, Any] = {"src_lang": args.src, "tgt_lang": args.tgt, "speaker_id": args.speaker}
+    options: dict[str, Any] = {
+        "src_lang": args.src,
+        "tgt_lang": args.tgt,
+        "speaker_id": args.speaker,
+        "priority": args.priority or "low",  # a bulk job gives way to interactive ones
+    }
     if args.task == "s2st":
         options["output_format"] = output_format
     todo = []

@@ -108,6 +108,7 @@ class Job:
     expires_at: str | None
     timings: dict[str, float]
     links: dict[str, str]
+    priority: str = "normal"
     replayed: bool = False
     """True when a submission with an ``Idempotency-Key`` returned an existing job."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -133,6 +134,7 @@ class Job:
             error=JobError(str(error["code"]), str(error.get("message", ""))) if error else None,
             queue_position=int(position) if position is not None else None,
             cancel_requested=bool(data.get("cancel_requested", False)),
+            priority=str(data.get("priority") or "normal"),
             webhook_url=_opt_str(data.get("webhook_url")),
             expires_at=_opt_str(data.get("expires_at")),
             timings={str(k): float(v) for k, v in (data.get("timings") or {}).items()},

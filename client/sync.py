@@ -157,6 +157,7 @@ class Client:
         speaker_id: int | None = None,
         output_format: str | None = None,
         webhook_url: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
     ) -> Job:
         """Submit a job (``POST /api/v1/jobs``) and return it, queued. ``audio`` (for ``s2st``/``s2tt``): a path
@@ -172,6 +173,7 @@ class Client:
             speaker_id=speaker_id,
             output_format=output_format,
             webhook_url=webhook_url,
+            priority=priority,
             idempotency_key=idempotency_key,
         )
         try:
@@ -385,6 +387,7 @@ class Client:
         output_format: str | None = None,
         speaker_id: int | None = None,
         webhook_url: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         on_event: EventCallback | None = None,
@@ -399,6 +402,7 @@ class Client:
             speaker_id=speaker_id,
             output_format=output_format,
             webhook_url=webhook_url,
+            priority=priority,
             idempotency_key=idempotency_key,
         )
         return self.wait(job, timeout, on_event=on_event)
@@ -413,6 +417,7 @@ class Client:
         output_format: str | None = None,
         speaker_id: int | None = None,
         webhook_url: str | None = None,
+        priority: str | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         on_event: EventCallback | None = None,
@@ -427,6 +432,7 @@ class Client:
             speaker_id=speaker_id,
             output_format=output_format,
             webhook_url=webhook_url,
+            priority=priority,
             idempotency_key=idempotency_key,
         )
         return self.wait(job, timeout, on_event=on_event)

@@ -105,3 +105,11 @@ def test_priority_is_part_of_the_idempotency_fingerprint(stack: AuthStack) -> No
     other = stack.http.post(f"{API}/jobs", json=text_job(priority="high"), headers=headers)
     assert first.json()["id"] == again.json()["id"]
     assert other.status_code == 422
+
+
+def test_the_python_client_submits_with_a_priority(stack: AuthStack) -> None:
+    from client import Client
+
+    with Client(stack.gateway.url, api_key=stack.new_key("ops", "--admin")) as m4t:
+        job = m4t.submit("t2tt", text="Bonjour", src_lang="fra", tgt_lang="eng", priority="high")
+        assert job.priority == "high" and job.options["priority"] == "high"

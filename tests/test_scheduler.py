@@ -177,3 +177,28 @@ def test_sigterm_hands_every_job_back_at_once_and_another_worker_finishes_them(
             assert record.status is JobStatus.SUCCEEDED, record.error
             assert record.attempts == 1 and record.worker == "second"
             assert len(harness.terminal_events(job_id)) == 1
+
+
+def test_kill_9_of_a_worker_holding_sixteen_jobs_then_a_restart_finishes_each_once(
+    redis_env: tuple[Harness, dict[str, str], Path],
+) -> None:
+    harness, env, workdir = redis_env
+    slow = {**env, "M4T_FAULT_SLOW_BATCH_S": "2", "M4T_BATCH_SIZE": "4"}
+    doomed = WorkerProcess(workdir, slow, worker_name="doomed")
+    doomed.__enter__()
+    try:
+        ids = [harness.submit(Task.T2TT, text=f"Phrase numero {i}.") for i in range(16)]
+        deadline = time.monotonic() + 30
+        while not all((r := harness.store.get(i)) and r.status is JobStatus.RUNNING for i in ids):
+            assert time.monotonic() < deadline, "the worker never held all sixteen jobs"
+            time.sleep(0.1)
+        assert doomed.pid is not None
+        os.kill(doomed.pid, signal.SIGKILL)
+    finally:
+        doomed.__exit__(None, None, None)
+    with WorkerProcess(workdir, env, worker_name="restarted"):
+        for job_id in ids:
+            record = harness.wait(job_id, timeout_s=90)
+            assert record.status is JobStatus.SUCCEEDED, record.error
+            assert record.worker == "restarted"
+            assert len(harness.terminal_events(job_id)) == 1

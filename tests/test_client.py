@@ -776,11 +776,12 @@ def test_cli_batch_redoes_a_file_whose_earlier_job_was_cancelled(stack: Stack, m
     inputs.mkdir()
     talk = inputs / "talk.flac"
     talk.write_bytes(long_audio(4))
-    key = batch_key(talk, {"task": "s2tt", "src_lang": None, "tgt_lang": "spa", "speaker_id": None})
-    busy = m4t.submit("s2tt", audio=long_audio(40), tgt_lang="eng")  # holds the worker: the next job stays queued
-    earlier = m4t.submit("s2tt", audio=talk, tgt_lang="spa", idempotency_key=key)  # as a crashed run left it
-    assert m4t.cancel(earlier).status == "cancelled"
-    m4t.cancel(busy)
+    options = {"task": "s2tt", "src_lang": None, "tgt_lang": "spa", "speaker_id": None, "priority": "low"}
+    key = batch_key(talk, options)
+    # as a crashed run left it (the worker serves many jobs at once: it may already be running when cancelled)
+    earlier = m4t.submit("s2tt", audio=talk, tgt_lang="spa", idempotency_key=key, priority="low")
+    m4t.cancel(earlier)
+    assert m4t.wait(earlier, 60, raise_on_failure=False).status == "cancelled"
 
     done = run_cli("batch", str(inputs), "--tgt", "spa", "--out", str(out), "--url", stack.url, "-q")
     assert done.returncode == 0, done.stdout + done.stderr

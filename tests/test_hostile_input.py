@@ -27,6 +27,8 @@ import soxr
 from services import RedisServer, S3Server
 from stack import GatewayProcess, RunningStack, running_stack, stack_env
 
+from shared.priority import broker_queue_lists
+
 DATA = Path(__file__).parent / "data"
 API = "/api/v1"
 MAX_TEXT_CHARS = 1000
@@ -54,7 +56,7 @@ class Gateway:
         """What a submission leaves: stored objects, job records, queued jobs (health), broker messages."""
         depth = self.http.get(f"{API}/health").json()["queue_depth"]
         jobs = int(self.redis.zcard("m4t:jobs:index"))
-        broker = int(self.redis.llen(INFERENCE_QUEUE))
+        broker = sum(int(self.redis.llen(name)) for name in broker_queue_lists(INFERENCE_QUEUE))
         return self.stored_objects(), jobs, int(depth), broker
 
 
@@ -498,7 +500,7 @@ REFUSED: list[tuple[str, str, dict[str, Any], int, str]] = [
         "unsupported_language",
     ),
     # unknown fields
-    ("unknown form field", "jobs", speech_job(WAV, priority="high"), 422, "invalid_request"),
+    ("unknown form field", "jobs", speech_job(WAV, urgency="high"), 422, "invalid_request"),
     (
         "unknown json field, seed t2tt",
         "t2tt",

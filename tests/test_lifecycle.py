@@ -98,6 +98,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
     receiver, server = start_receiver()
     settings = {
         "M4T_BATCH_SIZE": "2",
+        # One job at a time, as a saturated worker would be: the cancellation tests need a job that stays queued.
+        "M4T_WORKER_JOBS": "1",
+        "M4T_WORKER_HIGH_SLOTS": "0",
         "M4T_MAX_LEN_B": "30",
         "M4T_WEBHOOK_SECRETS": f"{SECRET},{OLD_SECRET}",
         "M4T_WEBHOOK_ALLOW_HOSTS": "127.0.0.1/32",

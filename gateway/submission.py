@@ -107,7 +107,10 @@ class JobSubmitter:
         if key is not None and not spec.priority.allowed_under(key.priority_ceiling):
             raise PriorityNotAllowed(
                 f"this API key may submit at priority {key.priority_ceiling.value} at most",
-                details={"field": "priority", "max_priority": key.priority_ceiling.value},
+                details={
+                    "field": "priority",
+                    "valid": [p.value for p in Priority if p.allowed_under(key.priority_ceiling)],
+                },
             )
         if spec.webhook_url:
             if not self._services.settings.webhook_secrets:

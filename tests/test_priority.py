@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +19,12 @@ from services import RedisServer
 from stack import GatewayProcess, stack_env
 from test_auth import AuthStack, bearer, text_job
 
+from client import Client
 from shared.priority import broker_queue_lists
 
 API = "/api/v1"
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -89,9 +94,13 @@ def test_a_key_may_not_exceed_its_maximum_until_an_admin_raises_it(stack: AuthSt
     assert refused.status_code == 422
     error = refused.json()["error"]
     assert error["code"] == "priority_not_allowed" and error["field"] == "priority" and "normal" in error["message"]
+    assert error["valid"] == ["normal", "low"]
     done = stack.keys("update", "user", "--max-priority", "high")
     assert done.returncode == 0, done.stderr
     assert stack.http.post(f"{API}/jobs", json=text_job(priority="high"), headers=user).status_code == 202
+    listing = {line.split()[1]: line.split() for line in stack.keys("list").stdout.splitlines()[1:]}
+    assert listing["user"][-2] == "high"
+    assert stack.keys("update", "nobody", "--max-priority", "low").returncode == 1
     lowly = bearer(stack.new_key("batch", "--max-priority", "low"))
     assert stack.http.post(f"{API}/jobs", json=text_job(), headers=lowly).status_code == 422
     assert stack.http.post(f"{API}/jobs", json=text_job(priority="low"), headers=lowly).status_code == 202
@@ -113,3 +122,96 @@ def test_the_python_client_submits_with_a_priority(stack: AuthStack) -> None:
     with Client(stack.gateway.url, api_key=stack.new_key("ops", "--admin")) as m4t:
         job = m4t.submit("t2tt", text="Bonjour", src_lang="fra", tgt_lang="eng", priority="high")
         assert job.priority == "high" and job.options["priority"] == "high"
+
+
+@pytest.fixture
+def open_stack(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
+    """Auth off, no worker."""
+    with RedisServer(tmp_path / "redis") as redis_server:
+        env = stack_env(
+            redis_url=redis_server.url,
+            storage_url=f"file://{tmp_path / 'storage'}",
+            model="unused",
+            data_dir=tmp_path / "data",
+            M4T_AUTH="off",
+            M4T_SYNC_WAIT_S="0.2",
+        )
+        with GatewayProcess(tmp_path, env) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as http:
+            yield gateway.url, http
+
+
+def run_client_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_without_auth_any_priority_goes_through_the_form_the_client_and_the_cli(
+    open_stack: tuple[str, httpx.Client], tmp_path: Path
+) -> None:
+    url, http = open_stack
+    with (DATA / "speech_fr.wav").open("rb") as audio:
+        seed = http.post(
+            f"{API}/s2tt",
+            data={"tgt_lang": "eng", "priority": "high"},
+            files={"audio_file": ("a.wav", audio, "audio/wav")},
+            headers={"Prefer": "respond-async"},
+        )
+    assert seed.status_code == 202, seed.text
+    assert seed.json()["priority"] == "high"
+    with (DATA / "speech_fr.wav").open("rb") as audio:
+        bad = http.post(
+            f"{API}/s2tt", data={"tgt_lang": "eng", "priority": "HIGH"}, files={"audio_file": ("a.wav", audio)}
+        )
+    assert bad.status_code == 422 and bad.json()["error"] == {
+        "code": "invalid_request",
+        "message": bad.json()["error"]["message"],
+        "field": "priority",
+    }
+
+    with Client(url) as m4t:
+        job = m4t.submit("t2tt", text="Bonjour", src_lang="fra", tgt_lang="eng", priority="high")
+        assert job.priority == "high" and m4t.get(job.id).priority == "high"
+        assert m4t.submit("t2tt", text="Salut", src_lang="fra", tgt_lang="eng").priority == "normal"
+
+        # no worker: each command submits, then gives up waiting (exit 3)
+        translate = ["translate", "Au revoir", "--src", "fra", "--tgt", "eng", "--url", url, "--timeout", "0.5"]
+        translated = run_client_cli(*translate, "--priority", "low", "-q")
+        assert translated.returncode == 3, translated.stdout + translated.stderr
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "clip.wav").write_bytes((DATA / "speech_fr.wav").read_bytes())
+        batch = ["batch", str(folder), "--tgt", "eng", "--out", str(tmp_path / "out"), "--url", url, "--timeout", "0.5"]
+        assert run_client_cli(*batch, "-q").returncode == 1
+        assert run_client_cli(*batch, "--priority", "high", "-q").returncode == 1
+        jobs = {(j.task, j.priority) for j in m4t.list_jobs(limit=100)}
+    assert ("t2tt", "low") in jobs  # m4t translate --priority low
+    assert ("s2tt", "low") in jobs  # m4t batch: low by default
+    assert ("s2tt", "high") in jobs  # m4t batch --priority high
+
+
+def test_the_openapi_document_shows_priority_on_every_submission_and_on_the_job() -> None:
+    from gateway.app import create_app
+    from shared.settings import GatewaySettings
+
+    document = create_app(GatewaySettings()).openapi()
+    assert "#/$defs/" not in json.dumps(document)  # request bodies inline the enum: no dangling reference
+    bodies = [
+        ("/api/v1/jobs", "application/json"),
+        ("/api/v1/jobs", "multipart/form-data"),
+        ("/api/v1/t2tt", "application/json"),
+        ("/api/v1/s2st", "multipart/form-data"),
+    ]
+    for path, media in bodies:
+        schema = document["paths"][path]["post"]["requestBody"]["content"][media]["schema"]
+        field = schema["properties"]["priority"]
+        assert field["enum"] == ["high", "normal", "low"] and field["default"] == "normal", (path, media)
+    job = document["components"]["schemas"]["JobOut"]["properties"]
+    assert job["priority"]["$ref"] == "#/components/schemas/Priority"
+    assert document["components"]["schemas"]["Priority"]["enum"] == ["high", "normal", "low"]

@@ -35,7 +35,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Upload, audio or text over the limit",
         415: "Not a supported media type",
         429: "Over this API key's rate limit, concurrent-job limit or daily audio quota; retry after `Retry-After`",
-        422: "Invalid request (unknown task, missing field, empty text, unsupported language, undecodable audio)",
+        422: "Invalid request (unknown task, missing field, empty text, unsupported language, undecodable audio, "
+        "a priority above the API key's maximum: `priority_not_allowed`)",
         503: "Redis or storage unreachable; retry after `Retry-After` seconds",
     }.items()
 }
@@ -61,8 +62,29 @@ class NoAudio(M4TError):
     status_code = 404
 
 
-def multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its ``$defs`` (the ``Priority`` enum) inlined: a ``#/$defs/...`` reference in a
+    request body of the OpenAPI document would point at the document's root, where there is no ``$defs``."""
     schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: inline(v) for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[ref.removeprefix("#/$defs/")]), **rest}
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
+
+
+def multipart_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = body_schema(model)
     schema["properties"]["audio_file"] = {"type": "string", "format": "binary", "description": "The audio"}
     schema["required"] = [*schema.get("required", []), "audio_file"]
     return schema
@@ -72,7 +94,7 @@ JOB_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": TextJobRequest.model_json_schema()},
+            "application/json": {"schema": body_schema(TextJobRequest)},
             "multipart/form-data": {"schema": multipart_schema(SpeechJobForm)},
         },
     }

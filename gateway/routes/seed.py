@@ -18,7 +18,7 @@ from gateway.deps import ServicesDep
 from gateway.errors import error_response
 from gateway.intake import speech_submission, text_submission
 from gateway.prefer import parse_prefer
-from gateway.routes.jobs import ERROR_RESPONSES, IdempotencyKeyHeader, accepted, multipart_schema
+from gateway.routes.jobs import ERROR_RESPONSES, IdempotencyKeyHeader, accepted, body_schema, multipart_schema
 from gateway.schemas import ErrorEnvelope, JobOut, SeedSpeechForm, SeedTextRequest
 from gateway.services import Services
 from gateway.submission import Submitted
@@ -83,7 +83,7 @@ _SPEECH_BODY = {
     }
 }
 _TEXT_BODY = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": SeedTextRequest.model_json_schema()}}}
+    "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema(SeedTextRequest)}}}
 }
 
 

@@ -1,4 +1,5 @@
-# Set-up and checks. `make run` starts the whole stack on this machine; `make test` runs every check.
+# Set-up and checks. `make run` starts the whole stack on this machine; `make test` runs every check
+# (ruff, the import-linter layer contracts, mypy, pytest).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -26,6 +27,7 @@ run: venv
 lint: venv
 	$(BIN)/ruff check --output-format concise .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layers: the contracts in pyproject.toml [tool.importlinter]
 
 typecheck: venv
 	$(BIN)/mypy
@@ -36,4 +38,4 @@ pytest: venv
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache build *.egg-info

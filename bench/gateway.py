@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import write_report  # noqa: E402
-from shared.local_stack import redis_server_binary  # noqa: E402
+from m4t.serve import redis_server_binary  # noqa: E402
 from worker.tiny_model import ensure_tiny_model  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def main() -> int:
             M4T_API_PROCESSES=str(args.processes),
         )
         python = sys.executable
-        gateway = subprocess.Popen([python, "-m", "shared.cli", "gateway"], env=env, cwd=ROOT)
+        gateway = subprocess.Popen([python, "-m", "m4t.cli", "gateway"], env=env, cwd=ROOT)
         procs.append(gateway)
         base = f"http://127.0.0.1:{api_port}"
         wait_http(f"{base}/openapi.json")
@@ -175,7 +175,7 @@ def main() -> int:
         client_redis.flushall()
         env["M4T_MODEL"] = str(ensure_tiny_model(workdir / "models"))
         env["M4T_WORKER_NAME"] = "bench-worker"
-        worker = subprocess.Popen([python, "-m", "shared.cli", "worker"], env=env, cwd=ROOT)
+        worker = subprocess.Popen([python, "-m", "m4t.cli", "worker"], env=env, cwd=ROOT)
         procs.append(worker)
         deadline = time.monotonic() + 120
         while not client_redis.exists("m4t:worker:bench-worker"):

@@ -210,7 +210,7 @@ def main() -> int:
     receiver.start()
     env = serve_env(data_dir, api_port, args.model)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--no-flower", "--workers", str(args.workers)],
+        [sys.executable, "-m", "m4t.cli", "serve", "--no-flower", "--workers", str(args.workers)],
         env=env,
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

@@ -18,6 +18,8 @@ COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY shared ./shared
 COPY worker ./worker
+COPY client ./client
+COPY m4t ./m4t
 # The project itself; its dependency ranges live in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[worker]" \

@@ -1,10 +1,11 @@
-"""The FastAPI gateway: validates requests, stores inputs, enqueues jobs, serves results. It never imports torch
-or the worker; it knows task names and message schemas from ``shared/``."""
+"""The FastAPI gateway: validates requests, stores inputs, enqueues jobs, serves results. It never imports torch,
+the worker or the client (the architecture contracts in pyproject.toml check it); it knows task names and message
+schemas from ``shared/``. What else is served beside the API (the web UI under ``/ui``) is the composition root's
+choice (``m4t/api.py``), handed in as ``extensions``."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -17,12 +18,15 @@ from gateway.routes.meta import package_version
 from gateway.services import Services
 from shared.settings import GatewaySettings
 
-log = logging.getLogger(__name__)
-
 JSON_SLACK_BYTES = 64 * 1024
 
+AppExtension = Callable[[FastAPI], object]
+"""Called with the app once its API routes are in place and before it serves: mounts more ASGI apps (the web UI)."""
 
-def create_app(settings: GatewaySettings, *, services: Services | None = None) -> FastAPI:
+
+def create_app(
+    settings: GatewaySettings, *, services: Services | None = None, extensions: Sequence[AppExtension] = ()
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         held = services or Services.from_settings(settings)
@@ -52,14 +56,8 @@ def create_app(settings: GatewaySettings, *, services: Services | None = None) -
     app.include_router(seed.router)
     app.include_router(meta.router)
 
-    if settings.ui_mount:
-        from client.ui import mount_ui, ui_available
-
-        if ui_available():
-            host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
-            mount_ui(app, f"http://{host}:{settings.api_port}", settings.ui_api_key)
-        else:
-            log.warning("M4T_UI_MOUNT is on but Gradio is not installed (pip install 'seamlessm4t-api[ui]')")
+    for extend in extensions:
+        extend(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -69,5 +67,6 @@ def create_app(settings: GatewaySettings, *, services: Services | None = None) -
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory gateway.app:app_from_env``: settings from the environment."""
+    """Factory for ``uvicorn --factory gateway.app:app_from_env``: settings from the environment, the API alone
+    (``m4t gateway`` refuses ``M4T_UI_MOUNT`` with several processes)."""
     return create_app(GatewaySettings())

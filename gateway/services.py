@@ -19,7 +19,7 @@ from shared.priority import broker_priority
 from shared.redis_client import async_redis, sync_redis
 from shared.settings import GatewaySettings
 from shared.storage import Storage, storage_from_settings
-from shared.webhooks import AllowList
+from shared.webhook_urls import AllowList
 from shared.workers import WorkerRegistry
 
 _LANGUAGES_CACHE_S = 10.0

@@ -63,7 +63,7 @@ class _M4TProcess(_ServerProcess):
         raise NotImplementedError
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "shared.cli", *self._argv()]
+        return [sys.executable, "-m", "m4t.cli", *self._argv()]
 
     def _environment(self) -> dict[str, str]:
         return self.env

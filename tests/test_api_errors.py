@@ -384,7 +384,7 @@ def test_several_gateway_processes_refuse_the_mounted_ui(tmp_path: Path) -> None
         M4T_UI_MOUNT="true",
     )
     ended = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "m4t.cli", "gateway"], env=env, capture_output=True, text=True, timeout=60
     )
     assert ended.returncode == 2
     assert "M4T_UI_MOUNT needs M4T_API_PROCESSES=1" in ended.stderr
@@ -417,7 +417,7 @@ def test_the_running_gateway_never_loads_torch_or_transformers(gw: Gateway) -> N
             sys.executable,
             "-c",
             "import sys; from gateway.app import create_app; from shared.settings import GatewaySettings; "
-            "create_app(GatewaySettings()); import shared.cli; "
+            "create_app(GatewaySettings()); import m4t.cli; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'worker'}))",
         ],
         capture_output=True,

@@ -32,7 +32,7 @@ class AuthStack:
 
     def keys(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "shared.cli", "keys", *args],
+            [sys.executable, "-m", "m4t.cli", "keys", *args],
             env=self.env,
             capture_output=True,
             text=True,

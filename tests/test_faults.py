@@ -243,7 +243,7 @@ def test_an_input_that_kills_every_worker_fails_after_bounded_attempts(tmp_path:
     )
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--no-flower"], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "m4t.cli", "serve", "--no-flower"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{api_port}"
     try:

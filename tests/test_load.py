@@ -22,7 +22,7 @@ def test_concurrent_clients_lose_and_duplicate_nothing(tmp_path: Path, tiny_mode
     receiver = WebhookCounter(hook_port)
     receiver.start()
     serve = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "--no-flower", "--workers", str(WORKERS)],
+        [sys.executable, "-m", "m4t.cli", "serve", "--no-flower", "--workers", str(WORKERS)],
         env=serve_env(tmp_path / "data", api_port, str(tiny_model_dir)),
         stdout=(tmp_path / "serve.log").open("wb"),
         stderr=subprocess.STDOUT,

@@ -63,7 +63,7 @@ def test_serve_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
     )
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+        [sys.executable, "-m", "m4t.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
     )
     base = f"http://127.0.0.1:{api_port}"
     try:
@@ -127,7 +127,7 @@ def test_serve_with_an_unreachable_model_exits_with_a_clear_message(tmp_path: Pa
     )
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "serve"],
+        [sys.executable, "-m", "m4t.cli", "serve"],
         env=env,
         capture_output=True,
         text=True,

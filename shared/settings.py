@@ -178,7 +178,8 @@ class WorkerSettings(CommonSettings):
     """`auto` (cuda if available, else cpu), `cpu`, `cuda` or `cuda:N`."""
 
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    """`auto` (fp16 on CUDA, fp32 on CPU), or `fp32`, `fp16`, `bf16`."""
+    """`auto`: fp16 on CUDA; on CPU bf16 where the CPU computes it natively (AVX512-BF16, AMX), else fp32. Or
+    `fp32`, `fp16`, `bf16`."""
 
     num_threads: int | None = Field(default=None, ge=1)
     """CPU threads for torch (default: torch's own choice)."""

@@ -131,9 +131,22 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX: what oneDNN's bf16 kernels need)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto``: fp16 on CUDA; on CPU bf16 where the CPU has native bf16, else fp32. Measured on an AVX2-only CPU
+    (bench/concurrency.py --full-size, README "Performance"): bf16 there is emulated, and fp32 gives the higher
+    batched throughput, the figure that matters under load, and bit-for-bit the checkpoint's own numbers."""
     if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
     return _DTYPES[dtype]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Queue
 
+from shared.broker_transport import TRANSPORT
 from shared.messages import DELIVER_WEBHOOK_TASK, RUN_JOB_TASK
 from shared.priority import BROKER_PRIORITY_STEPS, BROKER_SEP
 from shared.settings import CommonSettings
@@ -36,6 +37,7 @@ def make_celery(settings: CommonSettings, *, name: str = "m4t") -> Celery:
         task_send_sent_event=True,
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3.0,
+        broker_transport=TRANSPORT,  # kombu's Redis transport, repaired to survive a Redis restart
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             # One Redis list per priority step, read most urgent first (0 is the HIGHEST priority on Redis).

@@ -284,7 +284,7 @@ def test_redis_restart_under_load_loses_no_queued_job(tmp_path: Path, tiny_model
             M4T_BATCH_SIZE="1",
         )
         with (
-            WorkerProcess(tmp_path, env),
+            WorkerProcess(tmp_path, env) as worker,
             GatewayProcess(tmp_path, env) as gateway,
             httpx.Client(base_url=gateway.url, timeout=60) as http,
         ):
@@ -302,7 +302,13 @@ def test_redis_restart_under_load_loses_no_queued_job(tmp_path: Path, tiny_model
                 redis_server.start()
             ends = [wait(http, job["id"], timeout_s=180) for job in jobs]
             assert [job["status"] for job in ends] == ["succeeded"] * 8
-            assert http.post(f"{API}/jobs", json=text_job()).status_code == 202
+            # The same worker process goes on taking jobs: it reconnected instead of shutting down.
+            after = http.post(f"{API}/jobs", json=text_job())
+            assert after.status_code == 202
+            assert wait(http, after.json()["id"], timeout_s=60)["status"] == "succeeded"
+            assert worker.running
+        log = worker.log_path.read_text()
+        assert "Unrecoverable error" not in log, log[-4000:]
 
 
 # --- storage down while a worker writes ------------------------------------------------------------------------

@@ -104,6 +104,32 @@ def test_a_short_job_is_not_stuck_behind_a_long_one(tiny_model_dir: Path) -> Non
         assert scheduler.stats().units_waiting == 0  # closing (cancelling) a job drops its queued units at once
 
 
+def test_a_job_that_arrives_during_a_call_goes_in_the_next_one(tiny_model_dir: Path) -> None:
+    """Round-robin by who was served least recently: the long job was being served until its call ended, so the job
+    that arrived meanwhile (another batch key, so no shared call) goes next, not after one more call of the long."""
+    engine = TranslationEngine.load(
+        str(tiny_model_dir),
+        device="cpu",
+        decoding=DecodingOptions(text_num_beams=1, max_len_b=5),
+        faults=FaultInjection(slow_batch_s=0.4),
+    )
+    scheduler = BatchScheduler(engine, SchedulerOptions(batch_size=4, wait_s=0))
+    with scheduler:
+        long_job = scheduler.open_job("long", task=Task.T2TT, tgt_lang="eng")
+        long_job.submit([text_unit(i, f"Phrase {i}.", "fra") for i in range(40)])
+        deadline = time.monotonic() + 30
+        while scheduler.stats().calls_last_minute < 1:  # the long job's second call is running
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)
+        ended_before = scheduler.stats().calls_last_minute
+        short = scheduler.open_job("short", task=Task.T2ST, tgt_lang="spa")
+        short.submit([text_unit(0, "Vite.", "fra")])
+        collect(short, 1)
+        assert scheduler.stats().calls_last_minute == ended_before + 2  # the call running when it came, then its own
+        long_job.close()
+
+
 def test_a_high_job_goes_before_queued_normal_work(engine: TranslationEngine) -> None:
     scheduler = BatchScheduler(engine, SchedulerOptions(batch_size=2, wait_s=0))
     normal = [scheduler.open_job(f"n{i}", task=Task.T2TT, tgt_lang="eng") for i in range(6)]

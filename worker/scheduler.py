@@ -302,9 +302,12 @@ class BatchScheduler:
             self._run_units(call.key, call.units)
         finally:
             with self._cond:
+                ended = self.clock()
                 for job, _ in call.units:
                     job.in_flight -= 1
-                self._calls.append((self.clock(), len(call.units)))
+                    # served until the call ended: a job that arrived during it has waited longer, and goes first
+                    job.served_at = ended
+                self._calls.append((ended, len(call.units)))
                 self._cond.notify_all()
             self._idle.set()
 

@@ -47,6 +47,7 @@ def machine_info(torch_threads: int) -> dict[str, Any]:
         "torch_threads": torch_threads,
         "memory_gib": memory_gib,
         "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "transformers": transformers.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -430,7 +430,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"### Engine benchmark: {report['model']['name']}",
         "",
         f"Machine: {machine['cpu']}; {machine['cpu_count']} CPUs ({machine['usable_cpus']} usable), "
-        f"{machine['memory_gib']} GiB; torch {machine['torch']} with {machine['torch_threads']} threads, "
+        f"{machine['memory_gib']} GiB; torch {machine['torch']} (CPU capability "
+        f"{machine.get('torch_cpu_capability')}) with {machine['torch_threads']} threads, "
         f"transformers {machine['transformers']}, Python {machine['python']}; "
         f"load average {machine['load_average_start']} at start, {machine.get('load_average_end')} at end.",
         f"Decoding: exactly {settings['new_tokens']} new tokens per item, {TGT_LANG} target. "

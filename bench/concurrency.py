@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import progress, write_report  # noqa: E402
-from bench.load import percentile, rss_mb, serve_env, wait_healthy  # noqa: E402
+from bench.load import percentile, rss_mb, serve_child_pid, serve_env, wait_healthy  # noqa: E402
 
 API = "/api/v1"
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -64,20 +64,7 @@ DEFAULT_SECTIONS = ("clients", "burst", "behind-long", "high")
 
 def worker_pid(marker: str) -> int | None:
     """The inference worker child of a `m4t serve` whose environment holds ``marker`` (its data dir)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if (
-                b"worker" in cmdline
-                and b"webhooks" not in cmdline
-                and marker.encode() in (entry / "environ").read_bytes()
-            ):
-                return int(entry.name)
-        except OSError:
-            continue
-    return None
+    return serve_child_pid(marker, "worker", without="webhooks")
 
 
 @contextmanager
@@ -350,15 +337,9 @@ def auto_dtype_on_this_cpu() -> str:
 def machine() -> dict[str, Any]:
     import torch
 
-    from bench.common import cpu_model
+    from bench.common import machine_info
 
-    return {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "torch": torch.__version__,
-        "load_average_start": [round(x, 2) for x in os.getloadavg()],
-    }
+    return machine_info(torch.get_num_threads())
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

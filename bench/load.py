@@ -144,18 +144,26 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def gateway_pid(marker: str) -> int | None:
-    """The `m4t gateway` child of a `m4t serve` whose environment holds ``marker`` (its data dir)."""
+def serve_child_pid(marker: str, command: str, *, without: str | None = None) -> int | None:
+    """The child of a `m4t serve` whose environment holds ``marker`` (its data dir) and whose command line has the
+    word ``command`` (and not ``without``): `gateway`, or `worker` without `webhooks` for an inference worker."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"gateway" in cmdline and marker.encode() in (entry / "environ").read_bytes():
+            if command.encode() not in cmdline or (without is not None and without.encode() in cmdline):
+                continue
+            if marker.encode() in (entry / "environ").read_bytes():
                 return int(entry.name)
         except OSError:
             continue
     return None
+
+
+def gateway_pid(marker: str) -> int | None:
+    """The `m4t gateway` child of a `m4t serve` whose environment holds ``marker``."""
+    return serve_child_pid(marker, "gateway")
 
 
 def wait_healthy(base: str, workers: int, serve: subprocess.Popen[bytes], timeout_s: float = 180) -> None:

@@ -64,9 +64,3 @@ def create_app(
         return RedirectResponse("/docs")
 
     return app
-
-
-def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory gateway.app:app_from_env``: settings from the environment, the API alone
-    (``m4t gateway`` refuses ``M4T_UI_MOUNT`` with several processes)."""
-    return create_app(GatewaySettings())

@@ -109,6 +109,7 @@ class JobSubmitter:
                 f"this API key may submit at priority {key.priority_ceiling.value} at most",
                 details={
                     "field": "priority",
+                    "max_priority": key.priority_ceiling.value,
                     "valid": [p.value for p in Priority if p.allowed_under(key.priority_ceiling)],
                 },
             )

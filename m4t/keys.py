@@ -86,7 +86,9 @@ def add_keys_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     create.add_argument("--rate-limit", type=_parse_rate, metavar="N/min", help="requests per minute")
     create.add_argument("--max-concurrent", type=int, metavar="N", help="unfinished jobs at once")
     create.add_argument("--audio-seconds-per-day", type=float, metavar="N", help="seconds of audio submitted per day")
-    priorities = ["high", "normal", "low"]
+    from shared.priority import Priority
+
+    priorities = [p.value for p in Priority]
     create.add_argument(
         "--max-priority",
         choices=priorities,

@@ -200,8 +200,13 @@ class WorkerSettings(CommonSettings):
     """Size budget of a speech-input generate call: items x longest segment (seconds of audio)."""
 
     batch_wait_ms: float = Field(default=5.0, ge=0)
-    """When the next generate call would be less than half full, wait at most this long for more units
-    (milliseconds). Never waits while the batch is at least half full."""
+    """When the next generate call is not full, wait at least this long for more units (milliseconds); never
+    while a full call is queued."""
+
+    batch_wait_fraction: float = Field(default=0.1, ge=0, le=1)
+    """A call that is not full waits up to this share of the recent duration of a generate call of the same
+    kind, when that is longer than M4T_BATCH_WAIT_MS: jobs sent together reach the worker over a spread of time,
+    and the ones that miss a call wait a whole call. 0 turns it off (a lone job then starts sooner)."""
 
     job_batch_share: float = Field(default=0.5, gt=0, le=1)
     """Largest share of one generate call that a single job may take while other jobs' units wait."""

@@ -130,6 +130,62 @@ def test_a_job_that_arrives_during_a_call_goes_in_the_next_one(tiny_model_dir: P
         long_job.close()
 
 
+def calls_for_a_staggered_burst(tiny_model_dir: Path, wait_fraction: float) -> int:
+    """Generate calls taken by six one-unit jobs that reach the scheduler 40 ms apart (as jobs sent together do,
+    through HTTP, the broker and planning), after one call that tells the scheduler what a call costs (0.5 s)."""
+    engine = TranslationEngine.load(
+        str(tiny_model_dir),
+        device="cpu",
+        decoding=DecodingOptions(text_num_beams=1, max_len_b=5),
+        faults=FaultInjection(slow_batch_s=0.5),
+    )
+    scheduler = BatchScheduler(engine, SchedulerOptions(batch_size=8, wait_s=0, wait_fraction=wait_fraction))
+    with scheduler:
+        first = scheduler.open_job("first", task=Task.T2TT, tgt_lang="eng")
+        first.submit([text_unit(0, "Bonjour.", "fra")])
+        collect(first, 1)
+        before = scheduler.stats().calls_last_minute
+        jobs = []
+        for i in range(6):
+            job = scheduler.open_job(f"burst{i}", task=Task.T2TT, tgt_lang="eng")
+            job.submit([text_unit(0, f"Phrase numero {i}.", "fra")])
+            jobs.append(job)
+            time.sleep(0.04)
+        for job in jobs:
+            collect(job, 1)
+        return scheduler.stats().calls_last_minute - before
+
+
+def test_a_burst_that_arrives_over_a_spread_shares_one_call(tiny_model_dir: Path) -> None:
+    """The fill window grows with what a call costs (a tenth of it by default): jobs that reach the scheduler a
+    little apart share one call instead of the first ones starting a call that makes the rest wait a whole call."""
+    assert calls_for_a_staggered_burst(tiny_model_dir, wait_fraction=0.6) == 1
+    assert calls_for_a_staggered_burst(tiny_model_dir, wait_fraction=0) >= 2  # a fixed 0 ms window splits it
+
+
+def test_no_fill_window_while_other_work_waits(tiny_model_dir: Path) -> None:
+    """A call that is not full starts at once when units of another batch key are queued: the device never idles."""
+    engine = TranslationEngine.load(
+        str(tiny_model_dir),
+        device="cpu",
+        decoding=DecodingOptions(text_num_beams=1, max_len_b=5),
+        faults=FaultInjection(slow_batch_s=0.2),
+    )
+    scheduler = BatchScheduler(engine, SchedulerOptions(batch_size=8, wait_s=5.0))
+    text = scheduler.open_job("text", task=Task.T2TT, tgt_lang="eng")
+    speech = scheduler.open_job("speech", task=Task.T2ST, tgt_lang="spa")
+    text.submit([text_unit(0, "Bonjour.", "fra")])
+    speech.submit([text_unit(0, "Vite.", "fra")])
+    began = time.monotonic()
+    with scheduler:
+        first: dict[int, object] = {}
+        while not first:
+            assert time.monotonic() - began < 4, "the first call waited its fill window while other work was queued"
+            first = {**text.wait(0.05), **speech.wait(0.05)}
+        text.close()
+        speech.close()
+
+
 def test_a_high_job_goes_before_queued_normal_work(engine: TranslationEngine) -> None:
     scheduler = BatchScheduler(engine, SchedulerOptions(batch_size=2, wait_s=0))
     normal = [scheduler.open_job(f"n{i}", task=Task.T2TT, tgt_lang="eng") for i in range(6)]
@@ -162,8 +218,13 @@ def test_sixteen_jobs_in_flight_share_generate_calls(redis_env: tuple[Harness, d
         ids = [harness.submit(Task.T2TT, text=f"Phrase numero {i}. Et une autre.") for i in range(16)]
         records = [harness.wait(job_id, timeout_s=60) for job_id in ids]
         assert all(r.status is JobStatus.SUCCEEDED for r in records), [r.error for r in records]
-        beat = next(b for b in WorkerRegistry(harness.redis).alive() if b.name == worker.worker_name)
-        # 16 jobs in a few 1-second calls, not 16 of them
+        # 16 jobs in a few 1-second calls, not 16 of them (the heartbeat comes every half second)
+        deadline = time.monotonic() + 5
+        while True:
+            beat = next(b for b in WorkerRegistry(harness.redis).alive() if b.name == worker.worker_name)
+            if beat.mean_batch_items is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert beat.mean_batch_items is not None and beat.mean_batch_items >= 4
         events = harness.redis.xrange(events_key(ids[0]))
         segments = [f for _, f in events if f["event"] == "segment"]  # type: ignore[index]

@@ -179,6 +179,7 @@ def scheduler_options(settings: WorkerSettings) -> SchedulerOptions:
         max_tokens=settings.batch_max_tokens,
         max_audio_s=settings.batch_max_audio_s,
         wait_s=settings.batch_wait_ms / 1000,
+        wait_fraction=settings.batch_wait_fraction,
         job_share=settings.job_batch_share,
         ageing_s=settings.ageing_s,
     )

@@ -13,8 +13,13 @@ Which units go next:
   than ``job_share`` of the call while another job's units wait for it;
 - up to ``batch_size`` units and a size budget (``max_tokens`` for text input: items x longest; ``max_audio_s``
   for speech input), so a call of long segments cannot exhaust device memory;
-- no waiting while work is queued, except a short fill window (``wait_s``) when the call would be less than half
-  full: units that arrive meanwhile join it.
+- no waiting while a full call is queued; a call that is not full (fewer than ``batch_size`` units and room in
+  its budget) waits a fill window for units that arrive meanwhile: ``wait_s``, or ``wait_fraction`` of the
+  recent duration of a call of that key when that is longer (never while units of another key wait). Jobs
+  submitted together reach the scheduler over tens to hundreds of milliseconds (HTTP, the broker, planning): a
+  call that starts with the first few of them makes the rest wait a whole call, which costs far more than the
+  window (a tenth of a call, by default). A job alone pays the window once per call: set ``wait_fraction`` to 0
+  where the latency of a lone job matters more than throughput.
 
 Failures stay per job: a call that fails is split in halves down to single units, and only a unit that fails
 alone fails its job. Cancelling a job drops its queued units at once.
@@ -45,6 +50,7 @@ class SchedulerOptions:
     max_tokens: int = 2048
     max_audio_s: float = 160.0
     wait_s: float = 0.005
+    wait_fraction: float = 0.1
     job_share: float = 0.5
     ageing_s: float = 30.0
 
@@ -128,6 +134,8 @@ class SchedulerStats:
 class _Call:
     key: BatchKey
     units: list[tuple[JobUnits, Unit]] = field(default_factory=list)
+    budget_bound: bool = False
+    """A unit was left out for the size budget: the call cannot grow."""
 
 
 class BatchScheduler:
@@ -145,6 +153,8 @@ class BatchScheduler:
         self._jobs: list[JobUnits] = []
         self._stopping = False
         self._calls: deque[tuple[float, int]] = deque()
+        self._call_s: dict[BatchKey, float] = {}
+        """Recent duration of a generate call, per key (an exponential moving average)."""
         self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
         self._idle = threading.Event()
         self._idle.set()
@@ -243,10 +253,13 @@ class BatchScheduler:
             if call is None:
                 self._cond.wait()
                 continue
-            half_full = len(call.units) * 2 >= self.options.batch_size
+            # the device never idles in a fill window while other work is queued
+            other_work = any(job.pending and job.key != call.key for job in self._jobs)
+            full = len(call.units) >= self.options.batch_size or call.budget_bound or other_work
             waited = self.clock() - min(unit.queued_at for _, unit in call.units)
-            if not half_full and waited < self.options.wait_s:
-                self._cond.wait(self.options.wait_s - waited)
+            window = self.fill_window(call.key)
+            if not full and waited < window:
+                self._cond.wait(window - waited)
                 continue
             now = self.clock()
             for job, unit in call.units:
@@ -254,6 +267,10 @@ class BatchScheduler:
                 job.in_flight += 1
                 job.served_at = now
             return call
+
+    def fill_window(self, key: BatchKey) -> float:
+        """How long a call that is not full waits for more units (seconds)."""
+        return max(self.options.wait_s, self.options.wait_fraction * self._call_s.get(key, 0.0))
 
     def _urgency(self, job: JobUnits, now: float) -> tuple[float, float]:
         """Lower is sooner: the priority rank less one level per ``ageing_s`` waited since the job was last
@@ -287,6 +304,7 @@ class BatchScheduler:
                 unit = job.pending[taken[id(job)]]
                 grown = max(longest, unit.size)
                 if call.units and grown * (len(call.units) + 1) > budget:
+                    call.budget_bound = True
                     continue
                 call.units.append((job, unit))
                 taken[id(job)] += 1
@@ -298,11 +316,15 @@ class BatchScheduler:
 
     def _run(self, call: _Call) -> None:
         self._idle.clear()
+        began = self.clock()
         try:
             self._run_units(call.key, call.units)
         finally:
             with self._cond:
                 ended = self.clock()
+                previous = self._call_s.get(call.key)
+                took = ended - began
+                self._call_s[call.key] = took if previous is None else 0.7 * previous + 0.3 * took
                 for job, _ in call.units:
                     job.in_flight -= 1
                     # served until the call ended: a job that arrived during it has waited longer, and goes first
@@ -347,7 +369,11 @@ class BatchScheduler:
             self._translate(key, units[:half], items[:half])
             self._translate(key, units[half:], items[half:])
             return
-        share = (time.perf_counter() - began) / len(units)
+        took = time.perf_counter() - began
+        log.debug(
+            "call of %d units (%s, %d jobs): %.3f s", len(units), key.task.value, len({id(j) for j, _ in units}), took
+        )
+        share = took / len(units)
         with self._cond:
             for (job, unit), result in zip(units, results, strict=True):
                 job.engine_s += share

@@ -3,6 +3,7 @@ file against the compose-spec JSON schema, the Dockerfiles with hadolint, and th
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from m4t.serve import WORKER_MALLOC_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,6 +50,9 @@ def test_gateway_image_has_no_torch_and_worker_image_does() -> None:
     assert "[worker]" not in installs("gateway.Dockerfile")
     assert "TORCH_SPEC" in installs("worker.Dockerfile")
     assert '".[worker]"' in installs("worker.Dockerfile")
+    worker_image = (ROOT / "deploy" / "worker.Dockerfile").read_text()
+    for key, value in WORKER_MALLOC_ENV.items():  # what `m4t serve` gives its workers, the image gives them too
+        assert re.search(rf"^\s*{key}={value}\b", worker_image, re.M), key
 
 
 def test_services_and_start_order(compose: dict[str, Any]) -> None:

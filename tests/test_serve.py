@@ -97,6 +97,12 @@ def test_serve_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
         assert httpx.get(flower, auth=("admin", "s3cret-flower"), timeout=10).status_code == 200
 
         assert len(processes_with_env(str(tmp_path))) >= 4  # redis, worker, gateway, flower
+        environments = [
+            (Path(f"/proc/{pid}/cmdline").read_bytes(), Path(f"/proc/{pid}/environ").read_bytes())
+            for pid in processes_with_env(str(tmp_path))
+        ]
+        inference = [env for argv, env in environments if b"worker1@" in argv]
+        assert inference and all(b"\0MALLOC_ARENA_MAX=2\0" in b"\0" + env for env in inference)
     finally:
         serve.send_signal(signal.SIGINT)
         try:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from m4t.cli import build_parser
-from m4t.serve import WORKER_CONFIG_EXIT_CODE
+from m4t.serve import WORKER_CONFIG_EXIT_CODE, WORKER_MALLOC_ENV
 from shared.settings import SETTINGS_CLASSES, GatewaySettings, ServeSettings, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def test_one_worker_per_gpu_index_and_a_stop_timeout_above_the_shutdown_grace(
 ) -> None:
     worker = units["m4t-worker@.service"]
     environment = dict(item.split("=", 1) for item in values(worker, "Service", "Environment"))
-    assert environment == {"M4T_DEVICE": "cuda:%i", "M4T_WORKER_NAME": "gpu%i@%H"}
+    assert environment == {"M4T_DEVICE": "cuda:%i", "M4T_WORKER_NAME": "gpu%i@%H", **WORKER_MALLOC_ENV}
     # An EnvironmentFile= overrides Environment=: the shared file must leave the per-instance settings alone.
     assert not set(environment) & set(env_file)
     assert one(worker, "Service", "KillMode") == "mixed"

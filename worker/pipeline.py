@@ -259,8 +259,9 @@ class TranslationPipeline:
 
     def _write_audio(self, message: JobMessage, wave: np.ndarray) -> dict[str, Any]:
         fmt = message.output_format
+        data = encode_audio(wave, fmt, sample_rate=SAMPLE_RATE)  # first: an unknown format is InvalidRequest
         key = output_key(message.job_id, f"audio.{EXTENSIONS[fmt]}")
-        self.storage.put_bytes(key, encode_audio(wave, fmt, sample_rate=SAMPLE_RATE), content_type=CONTENT_TYPES[fmt])
+        self.storage.put_bytes(key, data, content_type=CONTENT_TYPES[fmt])
         rate = output_rate(fmt, SAMPLE_RATE)
         return {"key": key, "format": fmt, "sample_rate": rate, "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
 

@@ -30,11 +30,11 @@ Content types
     (``ffplay -f s16le -ar 16000 -ch_layout mono``) expect.
 
 One encoder: PyAV (FFmpeg's libraries), except Vorbis
-    Every format but ``ogg`` is muxed and encoded by FFmpeg through PyAV, with ``fflags=+bitexact`` so that no
-    FFmpeg version string lands in the output (and no ID3 tag in MP3, no 8 KiB padding block in FLAC). The
-    PyPI wheels of PyAV carry no libvorbis, and FFmpeg's own Vorbis encoder is experimental and refuses mono, so
-    ``ogg`` stays on libsndfile (``soundfile``), as before this module. Encode speed (``python -m
-    bench.encode``; README) is not the reason either way: every format encodes tens to thousands of times
+    Every format but ``ogg`` is muxed and encoded by FFmpeg through PyAV, muxer and encoder both ``bitexact``
+    so that no FFmpeg version lands in the output (nor an ID3 tag in MP3, nor an 8 KiB padding block in FLAC).
+    The PyPI wheels of PyAV carry no libvorbis, and FFmpeg's own Vorbis encoder is experimental and refuses
+    mono, so ``ogg`` stays on libsndfile (``soundfile``), as before this module. Encode speed
+    (``bench/encode.py``; README) is not the reason either way: every format encodes tens to thousands of times
     faster than real time, far faster than the model speaks.
 
 Empty and very short input
@@ -319,7 +319,7 @@ def _mux(encoding: AudioEncoding, data: Waveform, rate: int, target: str | io.By
     channels = data.shape[1]
     layout = _layout(channels)
     with av.open(target, "w", format=encoding.container, options=dict(encoding.muxer_options)) as container:
-        stream = container.add_stream(encoding.codec, rate=rate, layout=layout)
+        stream = container.add_stream(encoding.codec, rate=rate, layout=layout, options={"flags": "+bitexact"})
         if not isinstance(stream, av.AudioStream):  # every codec of the table is an audio encoder
             raise TypeError(f"{encoding.codec} is not an audio codec")
         if encoding.bit_rate_per_channel is not None:

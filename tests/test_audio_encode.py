@@ -9,6 +9,7 @@ code path than its encoders), numpy for raw PCM.
 from __future__ import annotations
 
 import io
+import re
 from typing import Any, get_args
 
 import av
@@ -151,6 +152,11 @@ def test_opus_and_vorbis_are_what_their_content_types_say() -> None:
         assert container.streams.audio[0].codec_context.name == "vorbis"
     with av.open(io.BytesIO(encode_audio(signal(RATE, 1_600), "aac_adts")), format="aac") as container:
         assert container.streams.audio[0].codec_context.name == "aac"
+
+
+@pytest.mark.parametrize("fmt", list(ENCODINGS))
+def test_no_output_tells_which_ffmpeg_made_it(fmt: str) -> None:
+    assert re.search(rb"Lav[fc]\d", encode_audio(signal(RATE, 1_600), fmt)) is None
 
 
 # ------------------------------------------------------------------------------------------ empty and short

@@ -41,8 +41,9 @@ Empty and very short input
     Every format gives a valid file for 0 samples and for 1. wav, flac and ogg hold 0 frames (a FLAC with an
     empty STREAMINFO: 0 "total samples", i.e. unknown, and no frames); pcm is then 0 bytes. mp3, opus and aac
     cannot hold nothing (their decoders refuse a stream without a frame), so they get one sample of silence.
-    Lossy codecs pad the end of short input to whole frames: an MP3 of 1 sample decodes to ~50 samples, an ADTS
-    AAC to 1024 more than it holds (ADTS has no field for the padding; the MP4 edit list trims the start).
+    Lossy codecs pad short input to whole frames: an MP3 of 1 sample decodes to ~50 samples, and ADTS AAC
+    decodes to its 1024 priming samples plus whole frames (ADTS has no field for either; MP4 says both in its
+    edit list).
 
 Traps (PyAV 18 / FFmpeg 8)
     * PyAV writes no header until the first packet: without ``start_encoding()`` a 0-frame WAV or FLAC is 0

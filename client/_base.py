@@ -24,7 +24,9 @@ API = "/api/v1"
 DEFAULT_URL = "http://localhost:8000"
 TASKS = ("s2st", "s2tt", "t2st", "t2tt")
 SPEECH_TASKS = ("s2st", "s2tt")
-OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3")
+OUTPUT_FORMATS = ("wav", "flac", "ogg", "mp3", "opus", "aac", "pcm")
+# The file name extension of each output format where it is not the format's name (the server's download names).
+_EXTENSIONS = {"aac": "m4a"}
 RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 SSE_MIN_READ_TIMEOUT_S = 30.0  # the server sends a keep-alive comment after 15 s of silence
@@ -46,6 +48,17 @@ _DEFAULT_CODES = {
     429: "rate_limited",
     503: "service_unavailable",
 }
+
+
+def audio_extension(output_format: str) -> str:
+    """The file name extension (no dot) of speech output in ``output_format``: ``aac`` is ``m4a``."""
+    return _EXTENSIONS.get(output_format, output_format)
+
+
+def format_for_suffix(suffix: str) -> str | None:
+    """The output format a file name suffix (``.m4a``, ``.MP3``) asks for; None for one we do not write."""
+    wanted = suffix.lower().lstrip(".")
+    return next((fmt for fmt in OUTPUT_FORMATS if audio_extension(fmt) == wanted), None)
 
 
 def user_agent() -> str:

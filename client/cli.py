@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from client._base import OUTPUT_FORMATS, AtomicFile
+from client._base import OUTPUT_FORMATS, AtomicFile, audio_extension, format_for_suffix
 from client.errors import (
     APIError,
     ConnectionFailed,
@@ -87,7 +87,12 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--src", help="source language (needed for text; optional for speech)")
     parser.add_argument("--tgt", required=True, help="target language, e.g. eng")
-    parser.add_argument("--format", choices=OUTPUT_FORMATS, help="speech output format (default wav)")
+    parser.add_argument(
+        "--format",
+        choices=OUTPUT_FORMATS,
+        help="speech output format (default: from --out's suffix: .wav .flac .ogg .mp3 .opus .m4a (aac) .pcm "
+        "(raw 16-bit little-endian mono), else wav)",
+    )
     parser.add_argument("--speaker", type=int, help="vocoder speaker id (speech output)")
     parser.add_argument(
         "--priority",
@@ -125,9 +130,9 @@ def add_client_commands(subparsers: _Subparsers) -> None:
         "batch",
         help="translate every audio file of a folder, resuming where it stopped",
         description="Submit every audio file of DIR (wav, flac, ogg, opus, mp3; sorted) N at a time, and write "
-        "NAME.txt, NAME.srt and, for s2st, NAME.<format> into --out. A re-run skips the files whose outputs exist "
-        "and picks up the jobs of an interrupted run (each submission's Idempotency-Key comes from the file's "
-        "content and the options), so no job is made twice.",
+        "NAME.txt, NAME.srt and, for s2st, NAME.<format> (NAME.m4a for aac) into --out. A re-run skips the files "
+        "whose outputs exist and picks up the jobs of an interrupted run (each submission's Idempotency-Key comes "
+        "from the file's content and the options), so no job is made twice.",
         epilog=EXIT_CODES_HELP,
         formatter_class=formatter,
     )
@@ -213,8 +218,8 @@ def _translate_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]] |
     if args.srt is not None and not task.startswith("s2"):
         return f"--srt needs speech input (s2tt or s2st), not {task}"
     output_format = args.format
-    if output_format is None and args.out is not None and args.out.suffix.lower().lstrip(".") in OUTPUT_FORMATS:
-        output_format = args.out.suffix.lower().lstrip(".")
+    if output_format is None and args.out is not None:
+        output_format = format_for_suffix(args.out.suffix)
     options: dict[str, Any] = {
         "src_lang": args.src,
         "tgt_lang": args.tgt,
@@ -308,7 +313,7 @@ def plan_batch(files: list[Path], out_dir: Path, task: str, output_format: str) 
         base = path.stem if stems[path.stem] == 1 else path.name
         outputs = {"text": out_dir / f"{base}.txt", "subtitles": out_dir / f"{base}.srt"}
         if task == "s2st":
-            outputs["audio"] = out_dir / f"{base}.{output_format}"
+            outputs["audio"] = out_dir / f"{base}.{audio_extension(output_format)}"
         items.append(BatchItem(path, outputs))
     return items
 

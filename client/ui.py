@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from client._base import OUTPUT_FORMATS, normalize_base_url
+from client._base import OUTPUT_FORMATS, audio_extension, normalize_base_url
 from client.errors import APIError, ConnectionFailed, JobFailed, Unauthorized, WaitTimeout
 from client.models import Event, Job, Languages
 from client.sync import Client
@@ -60,6 +60,8 @@ CONCURRENCY = 16
 """Translations followed at once (per event): Gradio's default of 1 would make every visitor wait for the others."""
 SCRATCH_MAX_AGE_S = 3600.0
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+# What the page offers: the formats a browser plays (raw pcm has no header to tell it the rate and layout).
+UI_FORMATS = tuple(fmt for fmt in OUTPUT_FORMATS if fmt != "pcm")
 JOBS_HEADERS = ["id", "task", "status", "created", "languages", "progress", "result"]
 
 TASK_TITLES = {
@@ -242,7 +244,8 @@ class Backend:
             done = api.wait(job, timeout=WAIT_TIMEOUT_S, on_event=on_event)
             audio = None
             if done.speech_output and done.result is not None and done.result.audio is not None:
-                audio = api.download_audio(done, self.scratch / f"{done.id}.{done.result.audio.format}")
+                suffix = audio_extension(done.result.audio.format)
+                audio = api.download_audio(done, self.scratch / f"{done.id}.{suffix}")
             subtitles = []
             if done.speech_input:
                 for fmt in ("srt", "vtt"):
@@ -354,7 +357,7 @@ def _task_tab(task: str) -> _TaskTab:
                         elem_id=f"{task}-speaker",
                     )
                     output_format = gr.Radio(
-                        list(OUTPUT_FORMATS), value="wav", label="Audio format", elem_id=f"{task}-format"
+                        list(UI_FORMATS), value="wav", label="Audio format", elem_id=f"{task}-format"
                     )
             if speech_input:
                 gr.Markdown("The source language is recognised from the speech.", elem_classes=["m4t-note"])

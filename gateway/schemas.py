@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.priority import Priority
 
-OutputFormat = Literal["wav", "flac", "ogg", "mp3"]
+# The names of shared.audio_encode.OUTPUT_FORMATS (a test keeps them equal).
+OutputFormat = Literal["wav", "flac", "ogg", "mp3", "opus", "aac", "pcm"]
 TextTask = Literal["t2tt", "t2st"]
 SpeechTask = Literal["s2st", "s2tt"]
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -20,7 +21,11 @@ class _Strict(BaseModel):
 
 class JobOptions(_Strict):
     speaker_id: int | None = Field(default=None, ge=0, le=10_000, description="Vocoder voice (speech output)")
-    output_format: OutputFormat = Field(default="wav", description="Audio format of speech output")
+    output_format: OutputFormat = Field(
+        default="wav",
+        description="Audio format of speech output: wav (16-bit PCM), flac, ogg (Vorbis), mp3, opus (Ogg Opus), "
+        "aac (AAC in .m4a) or pcm (raw 16-bit little-endian mono at the result's sample_rate, no header)",
+    )
     webhook_url: str | None = Field(
         default=None, max_length=2048, description="POSTed a signed event when the job succeeds, fails or is cancelled"
     )

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import numpy as np
 import pytest
@@ -145,6 +146,65 @@ def test_jobs_api_submit_poll_download(api: httpx.Client, task: str, fmt: str, m
     assert dl.headers["content-disposition"] == f'attachment; filename="{job["id"]}.{fmt}"'
     assert rate == 16_000
     assert len(wave) / rate == pytest.approx(job["result"]["audio"]["duration_s"], abs=0.08)
+
+
+# The formats read by libsndfile's neighbours: format -> (content type, file extension).
+NEW_FORMATS = {
+    "opus": ("audio/ogg; codecs=opus", "opus"),
+    "aac": ("audio/mp4", "m4a"),
+    "pcm": ("application/octet-stream", "pcm"),
+}
+
+
+def decoded_duration_s(fmt: str, data: bytes, sample_rate: int) -> float:
+    """The length of a download, read by a decoder other than the encoder (PyAV reads only the MP4)."""
+    if fmt == "pcm":  # raw 16-bit little-endian mono
+        assert len(data) % 2 == 0
+        return len(data) / 2 / sample_rate
+    if fmt == "aac":
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.audio[0]
+            assert (stream.codec_context.name, stream.codec_context.channels) == ("aac", 1)
+            assert stream.codec_context.sample_rate == sample_rate
+            assert sum(frame.samples for frame in container.decode(stream)) > 0
+            assert stream.duration is not None and stream.time_base is not None
+            return float(stream.duration * stream.time_base)
+    with sf.SoundFile(io.BytesIO(data)) as snd:
+        assert (snd.format, snd.subtype, snd.samplerate, snd.channels) == ("OGG", "OPUS", sample_rate, 1)
+        return len(snd.read(dtype="float32")) / sample_rate
+
+
+def test_t2st_in_opus_aac_and_pcm_through_both_endpoint_families(api: httpx.Client) -> None:
+    """Each new format from the job API (JSON), the seed's synchronous /t2st (its JSON body takes output_format
+    too) and a speech job's form: downloaded with its content type and file name, and decodable."""
+    text = {"text": "Hello there", "src_lang": "eng", "tgt_lang": "spa"}
+    locations = []
+    for fmt in NEW_FORMATS:
+        queued = api.post(f"{API}/jobs", json={"task": "t2st", **text, "output_format": fmt})
+        assert queued.status_code == 202, queued.text
+        locations.append(queued.headers["location"])
+    speech = api.post(
+        f"{API}/jobs",
+        data={"task": "s2st", "tgt_lang": "spa", "output_format": "opus"},
+        files={"audio_file": ("clip.wav", (DATA / "speech_en.wav").read_bytes(), "audio/wav")},
+    )
+    assert speech.status_code == 202, speech.text
+    jobs = [api.post(f"{API}/t2st", json={**text, "output_format": fmt}) for fmt in NEW_FORMATS]
+    assert [seed.status_code for seed in jobs] == [200] * len(NEW_FORMATS), [seed.text for seed in jobs]
+    finished = [poll(api, location) for location in [*locations, speech.headers["location"]]]
+    for job in [*finished, *(seed.json() for seed in jobs)]:
+        assert job["status"] == "succeeded", job["error"]
+        audio = job["result"]["audio"]
+        fmt = audio["format"]
+        assert fmt == job["options"]["output_format"]
+        mime, extension = NEW_FORMATS[fmt]
+        download = api.get(audio["url"])
+        assert download.status_code == 200
+        assert download.headers["content-type"] == mime
+        assert download.headers["content-disposition"] == f'attachment; filename="{job["id"]}.{extension}"'
+        assert audio["sample_rate"] == 16_000
+        duration = decoded_duration_s(fmt, download.content, audio["sample_rate"])
+        assert duration == pytest.approx(audio["duration_s"], abs=0.01)
 
 
 def test_text_jobs_in_several_languages(api: httpx.Client) -> None:

@@ -188,7 +188,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("audio too long", speech_job(wav_bytes(3.0)), 413, "audio_too_long"),
     ("upload too big", speech_job(wav_bytes(40.0)), 413, "payload_too_large"),
     ("text task as form", speech_job(wav_bytes(1.0), task="t2tt"), 422, "invalid_request"),
-    ("bad output format", speech_job(wav_bytes(1.0), task="s2st", output_format="aac"), 422, "invalid_request"),
+    ("bad output format", speech_job(wav_bytes(1.0), task="s2st", output_format="aiff"), 422, "invalid_request"),
     ("speech target not spoken", speech_job(wav_bytes(1.0), task="s2st", tgt_lang="kan"), 422, "unsupported_language"),
 ]
 

@@ -1,4 +1,5 @@
-"""Tests of shared/audio.py: probing, decoding to 16 kHz mono, streaming, encoding and the typed errors.
+"""Tests of shared/audio.py: probing, decoding to 16 kHz mono, streaming and the typed errors (encoding:
+test_audio_encode.py).
 
 Every signal is generated here: sine tones with a different frequency in each channel, so that a downmix that
 drops a channel shows up as a missing peak in the spectrum of the decoded audio.
@@ -18,17 +19,14 @@ import soundfile as sf
 
 from shared import audio
 from shared.audio import (
-    CONTENT_TYPES,
-    OUTPUT_FORMATS,
     TARGET_SAMPLE_RATE,
     AudioInfo,
     decode_audio,
     duration_s,
-    encode_audio,
     iter_decoded_blocks,
     probe_audio,
 )
-from shared.errors import InvalidAudio, InvalidRequest, UnsupportedMediaType
+from shared.errors import InvalidAudio, UnsupportedMediaType
 
 Array = npt.NDArray[np.float32]
 
@@ -198,109 +196,6 @@ def test_nan_in_a_late_block_fails_the_stream(monkeypatch: pytest.MonkeyPatch) -
     assert len(next(blocks)) == 1_600  # the first blocks are fine...
     with pytest.raises(InvalidAudio, match="NaN"):
         list(blocks)  # ...until the bad one is read
-
-
-# ---------------------------------------------------------------------------------------- encode round trip
-
-
-@pytest.mark.parametrize("fmt", OUTPUT_FORMATS)
-@pytest.mark.parametrize("channels", [1, 2])
-def test_encode_decode_round_trip(fmt: str, channels: int) -> None:
-    waveform = tone(16_000, 1.0, CHANNEL_TONES[:channels])
-    encoded = encode_audio(waveform[:, 0] if channels == 1 else waveform, fmt)
-    info = probe_audio(encoded)
-    assert info.format == fmt
-    assert (info.sample_rate, info.channels) == (16_000, channels)
-    assert info.subtype == {"wav": "PCM_16", "flac": "PCM_16", "ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}[fmt]
-    assert info.duration_s == pytest.approx(1.0, abs=0.01)
-    decoded = decode_audio(encoded)
-    assert len(decoded) == pytest.approx(16_000, abs=160)
-    for freq in CHANNEL_TONES[:channels]:
-        assert amplitude_at(decoded, 16_000, freq) == pytest.approx(AMPLITUDE / channels, rel=0.3)
-    assert CONTENT_TYPES[fmt].startswith("audio/")
-
-
-def test_content_types() -> None:
-    assert CONTENT_TYPES == {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
-    assert tuple(CONTENT_TYPES) == OUTPUT_FORMATS
-
-
-def test_encode_at_another_rate_and_upper_case_format() -> None:
-    encoded = encode_audio(tone(24_000, 0.5, (440.0,))[:, 0], "FLAC", sample_rate=24_000)
-    info = probe_audio(encoded)
-    assert (info.format, info.sample_rate, info.frames) == ("flac", 24_000, 12_000)
-
-
-def test_encode_clips_to_unit_range() -> None:
-    loud = tone(16_000, 0.2, (440.0,), amplitude=2.0)[:, 0]
-    data, _ = sf.read(io.BytesIO(encode_audio(loud, "wav")), dtype="float32")
-    assert 0.99 < data.max() <= 1.0
-    assert -1.0 <= data.min() < -0.99
-
-
-@pytest.mark.parametrize("fmt", ["wav", "flac"])
-def test_empty_waveform_gives_a_valid_zero_length_file(fmt: str) -> None:
-    encoded = encode_audio(np.zeros(0, dtype=np.float32), fmt)
-    with sf.SoundFile(io.BytesIO(encoded)) as snd:
-        assert snd.format == fmt.upper()
-        assert (snd.samplerate, snd.channels) == (16_000, 1)
-        if fmt == "wav":
-            assert snd.frames == 0
-    # A zero-length file parses as our format and then fails as empty audio, not as an unknown format.
-    with pytest.raises(InvalidAudio, match="no audio frames"):
-        probe_audio(encoded)
-    with pytest.raises(InvalidAudio, match="no audio frames"):
-        decode_audio(encoded)
-
-
-def test_empty_flac_is_the_minimal_streaminfo_only_stream() -> None:
-    encoded = encode_audio(np.zeros((0, 2), dtype=np.float32), "flac", sample_rate=48_000)
-    assert encoded[:4] == b"fLaC"
-    assert len(encoded) == 42  # marker + block header + 34-byte STREAMINFO, last-block flag set
-    assert encoded[4] == 0x80
-    packed = int.from_bytes(encoded[18:26], "big")
-    assert packed >> 44 == 48_000
-    assert (packed >> 41) & 0x7 == 1  # channels - 1
-    assert packed & ((1 << 36) - 1) == 0  # total samples
-
-
-def test_empty_waveform_as_ogg_has_zero_frames_and_as_mp3_one_silent_frame() -> None:
-    with sf.SoundFile(io.BytesIO(encode_audio(np.zeros(0, dtype=np.float32), "ogg"))) as snd:
-        assert (snd.format, snd.subtype, snd.frames) == ("OGG", "VORBIS", 0)
-    mp3 = encode_audio(np.zeros(0, dtype=np.float32), "mp3")
-    assert probe_audio(mp3).frames == 1
-    assert decode_audio(mp3).tolist() == [0.0]
-
-
-def test_long_vorbis_encode_does_not_crash() -> None:
-    """libsndfile 1.2.2 segfaults on one Vorbis write of more than ~2 M samples; encode_audio writes in blocks."""
-    waveform = np.tile(tone(16_000, 1.0, (440.0,))[:, 0], 200)  # 3.2 M samples
-    info = probe_audio(encode_audio(waveform, "ogg"))
-    assert (info.subtype, info.frames) == ("VORBIS", 3_200_000)
-
-
-def test_encode_errors() -> None:
-    ok = np.zeros(160, dtype=np.float32)
-    with pytest.raises(InvalidRequest, match="Unknown audio output format") as excinfo:
-        encode_audio(ok, "aac")
-    assert excinfo.value.code == "invalid_request"
-    assert excinfo.value.status_code == 422
-    with pytest.raises(InvalidRequest, match="mp3"):
-        encode_audio(ok, "mp3", sample_rate=96_000)
-    with pytest.raises(InvalidRequest, match="ogg"):
-        encode_audio(ok, "ogg", sample_rate=384_000)  # would segfault inside libvorbis
-    with pytest.raises(InvalidRequest, match="at most 8 channels"):
-        encode_audio(np.zeros((10, 9), dtype=np.float32), "flac")
-    with pytest.raises(InvalidRequest, match="at most 2 channels"):
-        encode_audio(np.zeros((10, 3), dtype=np.float32), "mp3")
-    with pytest.raises(InvalidRequest, match="sample rate"):
-        encode_audio(ok, "wav", sample_rate=500)
-    with pytest.raises(InvalidAudio, match="NaN"):
-        encode_audio(np.array([0.0, np.nan], dtype=np.float32), "wav")
-    with pytest.raises(InvalidAudio, match="NaN"):
-        encode_audio(np.array([0.0, np.inf], dtype=np.float32), "flac")
-    with pytest.raises(ValueError, match="1-D or 2-D"):
-        encode_audio(np.zeros((2, 2, 2), dtype=np.float32), "wav")
 
 
 def test_duration_s() -> None:

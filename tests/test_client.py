@@ -621,6 +621,28 @@ def test_an_api_key_is_sent_and_auth_errors_are_typed(tmp_path: Path) -> None:
 # --- the command line ------------------------------------------------------------------------------------------------
 
 
+def test_cli_asks_for_the_format_of_out_and_names_batch_outputs_by_extension(tmp_path: Path) -> None:
+    import argparse
+
+    from client.cli import _translate_request, add_client_commands, plan_batch
+
+    parser = argparse.ArgumentParser()
+    add_client_commands(parser.add_subparsers(dest="command", required=True))
+
+    def asked(*argv: str) -> Any:
+        request = _translate_request(parser.parse_args(["translate", "Hola", "--tgt", "eng", *argv]))
+        assert not isinstance(request, str), request
+        return request[1]["output_format"]
+
+    suffixes = {".m4a": "aac", ".opus": "opus", ".pcm": "pcm", ".MP3": "mp3", ".ogg": "ogg", ".aac": None}
+    for suffix, fmt in suffixes.items():
+        assert asked("--out", f"x{suffix}") == fmt, suffix  # None: the server's default, wav
+    assert asked("--out", "x.m4a", "--format", "pcm") == "pcm"  # --format wins
+    outputs = {fmt: plan_batch([tmp_path / "a.wav"], tmp_path, "s2st", fmt)[0].outputs["audio"].name
+               for fmt in ("aac", "opus", "pcm", "wav")}  # fmt: skip
+    assert outputs == {"aac": "a.m4a", "opus": "a.opus", "pcm": "a.pcm", "wav": "a.wav"}
+
+
 def test_cli_translate_text_and_speech(stack: Stack, tmp_path: Path) -> None:
     done = run_cli("translate", "Bonjour le monde", "--src", "fra", "--tgt", "eng", "--url", stack.url)
     assert done.returncode == 0, done.stderr

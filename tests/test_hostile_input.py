@@ -156,7 +156,7 @@ def flac_claiming(seconds: float) -> bytes:
 
 
 def empty_flac() -> bytes:
-    from shared.audio import encode_audio
+    from shared.audio_encode import encode_audio
 
     return encode_audio(np.zeros(0, dtype=np.float32), "flac")
 

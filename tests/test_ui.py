@@ -172,6 +172,9 @@ def test_mount_ui_serves_the_page_under_ui() -> None:
         assert config["analytics_enabled"] is False
         ids = {c["props"].get("elem_id") for c in config["components"]}
         assert {"t2tt-input", "t2st-audio", "s2tt-subtitles", "s2st-tgt", "jobs-table"} <= ids
+        formats = next(c["props"] for c in config["components"] if c["props"].get("elem_id") == "t2st-format")
+        # every output format a browser plays; raw pcm (no header) is for the API and the CLI only
+        assert [choice[0] for choice in formats["choices"]] == ["wav", "flac", "ogg", "mp3", "opus", "aac"]
         assert http.get("/api/v1/ping").json() == {"pong": "yes"}  # the app's own routes are untouched
 
 
@@ -344,13 +347,14 @@ def test_t2tt_in_the_browser(page: Any, stack: Stack) -> None:
 
 
 @needs_browser
-def test_t2st_plays_the_speech(page: Any, stack: Stack) -> None:
+@pytest.mark.parametrize("fmt", ["mp3", "opus", "aac"])
+def test_t2st_plays_the_speech(page: Any, stack: Stack, fmt: str) -> None:
     page.get_by_role("tab", name="Text → Speech (T2ST)").click()
     page.locator("#t2st-input textarea").fill("Hello world")
     _pick(page, "t2st-src", "English (eng)")
     _pick(page, "t2st-tgt", "French (fra)")
     page.locator("#t2st-speaker input").fill("7")
-    page.locator("#t2st-format").get_by_text("mp3").click()
+    page.locator("#t2st-format").get_by_text(fmt, exact=True).click()
     page.click("#t2st-run")
     job_id = _finished_job(page, "t2st", stack)
     audio = page.locator("#t2st-audio audio")
@@ -360,9 +364,9 @@ def test_t2st_plays_the_speech(page: Any, stack: Stack) -> None:
     duration = audio.evaluate("a => a.duration")
     with Client(stack.api) as api:
         job = api.get(job_id)
-    assert (job.options.get("output_format"), job.options.get("speaker_id")) == ("mp3", 7)
+    assert (job.options.get("output_format"), job.options.get("speaker_id")) == (fmt, 7)
     assert job.result is not None and job.result.audio is not None
-    assert job.result.audio.format == "mp3"
+    assert job.result.audio.format == fmt
     assert duration == pytest.approx(job.result.audio.duration_s, abs=0.1)
     assert page.locator("#t2st-output textarea").input_value() == job.text
 

@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from shared.audio import CONTENT_TYPES, encode_audio, iter_decoded_blocks
+from shared.audio import iter_decoded_blocks
+from shared.audio_encode import CONTENT_TYPES, EXTENSIONS, encode_audio, output_rate
 from shared.errors import InferenceFailed
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
@@ -258,9 +259,11 @@ class TranslationPipeline:
 
     def _write_audio(self, message: JobMessage, wave: np.ndarray) -> dict[str, Any]:
         fmt = message.output_format
-        key = output_key(message.job_id, f"audio.{fmt}")
-        self.storage.put_bytes(key, encode_audio(wave, fmt), content_type=CONTENT_TYPES[fmt])
-        return {"key": key, "format": fmt, "sample_rate": SAMPLE_RATE, "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
+        data = encode_audio(wave, fmt, sample_rate=SAMPLE_RATE)  # first: an unknown format is InvalidRequest
+        key = output_key(message.job_id, f"audio.{EXTENSIONS[fmt]}")
+        self.storage.put_bytes(key, data, content_type=CONTENT_TYPES[fmt])
+        rate = output_rate(fmt, SAMPLE_RATE)
+        return {"key": key, "format": fmt, "sample_rate": rate, "duration_s": round(len(wave) / SAMPLE_RATE, 3)}
 
 
 class SpeechOutput:

@@ -15,7 +15,7 @@ from gateway.deps import ServicesDep
 from gateway.intake import speech_submission, text_submission
 from gateway.schemas import ErrorEnvelope, JobOut, SpeechJobForm, TextJobRequest
 from gateway.services import Services
-from shared.audio import CONTENT_TYPES
+from shared.audio_encode import CONTENT_TYPES, EXTENSIONS, OUTPUT_FORMATS
 from shared.errors import JobNotFound, M4TError, UnsupportedMediaType
 from shared.job_view import job_to_api
 from shared.jobs import JobRecord, JobStatus
@@ -174,7 +174,7 @@ async def get_job(job_id: str, request: Request, services: ServicesDep, caller: 
     "/jobs/{job_id}/audio",
     responses={
         **ERROR_RESPONSES,
-        200: {"content": {mime: {} for mime in CONTENT_TYPES.values()}, "description": "The output audio"},
+        200: {"content": {CONTENT_TYPES[fmt]: {} for fmt in OUTPUT_FORMATS}, "description": "The output audio"},
     },
     response_class=StreamingResponse,
     summary="Download a job's output audio",
@@ -198,7 +198,7 @@ async def get_job_audio(job_id: str, services: ServicesDep, caller: CallerDep) -
         media_type=CONTENT_TYPES[fmt],
         headers={
             "Content-Length": str(size),
-            "Content-Disposition": f'attachment; filename="{job_id}.{fmt}"',
+            "Content-Disposition": f'attachment; filename="{job_id}.{EXTENSIONS[fmt]}"',
         },
     )
 

@@ -4,7 +4,8 @@ For `M4T_WORKER_JOBS=1` (one job at a time, the old behaviour) and the default (
 against a fresh `m4t serve`:
 - clients: one-sentence T2TT jobs and 5-s S2TT jobs from 1, 8, 32 and 64 concurrent clients (each client submits,
   waits for its job to end on the job's event stream, as the project's client does, and submits the next; polling
-  every 50 ms instead loaded the CPU enough to slow full-size generate calls from 21 s to 28 s): jobs/s and end-to-end latency p50/p95;
+  every 50 ms instead loaded the CPU enough to slow full-size generate calls from 21 s to 28 s): jobs/s and
+  end-to-end latency p50/p95;
 - burst: one one-sentence T2TT job alone, then 16 submitted at once: the time until the last ends, as a multiple
   of one alone;
 - behind-long: a one-sentence T2TT job alone, then the same job submitted while a 10-minute S2TT file (about 125

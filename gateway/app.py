@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from fastapi_offline import FastAPIOffline
+from starlette.concurrency import run_in_threadpool
 
 from gateway.body import BodyLimitMiddleware
 from gateway.errors import install_error_handlers
@@ -29,14 +31,19 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        held = services or Services.from_settings(settings)
+        # Built in a thread: loading the language detector's models takes seconds.
+        held = services if services is not None else await run_in_threadpool(Services.from_settings, settings)
         app.state.services = held
         try:
             yield
         finally:
             await held.close()
 
-    app = FastAPI(
+    # The docs pages (/docs, /redoc) load Swagger UI and ReDoc from the gateway itself (fastapi-offline bundles
+    # them, served under /static-offline-docs), never from a CDN, and ReDoc without Google's fonts: they work with
+    # no internet. The online validator badge is off: it would fetch an image from swagger.io.
+    app = FastAPIOffline(
+        swagger_ui_parameters={"validatorUrl": None},
         title="SeamlessM4T v2 API",
         version=package_version(),
         description="Speech and text translation with SeamlessM4T v2, behind a job queue. "

@@ -1,5 +1,6 @@
-"""The clients the gateway holds for its lifetime: Redis (sync for the job store, async for waiting), storage
-and the Celery producer. Created in the app's lifespan, reached through ``gateway.deps``."""
+"""The clients the gateway holds for its lifetime: Redis (sync for the job store, async for waiting), storage,
+the Celery producer and the language detector. Created in the app's lifespan (before the app serves: the
+detector's models load then), reached through ``gateway.deps``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import redis
 from celery import Celery
 from redis.asyncio import Redis as AsyncRedis
 
+from gateway.language_detection import TextLanguageDetector
 from shared.celery_app import make_celery
 from shared.errors import BrokerUnavailable
 from shared.jobs import JobStore
@@ -35,6 +37,8 @@ class Services:
     storage: Storage
     celery: Celery
     webhook_allow: AllowList
+    detector: TextLanguageDetector | None
+    """Detects text's language for ``src_lang: "auto"``; None when ``M4T_DETECT_ACCURACY`` is off."""
     _languages: tuple[float, LanguageSupport, bool] | None = field(default=None, repr=False)
 
     @classmethod
@@ -50,6 +54,7 @@ class Services:
             storage=storage,
             celery=make_celery(settings, name="m4t-gateway"),
             webhook_allow=AllowList.parse(settings.webhook_allow_hosts),
+            detector=build_detector(settings),
         )
 
     async def close(self) -> None:
@@ -84,3 +89,9 @@ class Services:
         support, from_model = (published, True) if published else (LanguageSupport.published_checkpoint(), False)
         self._languages = (now, support, from_model)
         return support, from_model
+
+
+def build_detector(settings: GatewaySettings) -> TextLanguageDetector | None:
+    if settings.detect_accuracy == "off":
+        return None
+    return TextLanguageDetector(min_confidence=settings.detect_min_confidence, accuracy=settings.detect_accuracy)

@@ -158,6 +158,15 @@ class GatewaySettings(CommonSettings):
     """Gateway processes serving the API port (uvicorn workers): one process keeps one core busy at 130-210 text
     submissions/s (measured on 2 shared cores); give it more where there are more cores. Not with `M4T_UI_MOUNT`."""
 
+    detect_accuracy: Literal["high", "low", "off"] = "high"
+    """Language detection for `src_lang: "auto"` (text input): lingua's `high` accuracy mode (right on short
+    sentences; 1.2 GiB per gateway process, 6-17 s to load at start-up), `low` (0.12 GiB, 1 s; often wrong on text
+    under ~120 characters) or `off` ("auto" is refused). Measured with bench/detect.py."""
+
+    detect_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    """The least confidence (0-1) at which `src_lang: "auto"` takes the detected language; below it the submission
+    gets 422 `language_not_detected`."""
+
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""
 

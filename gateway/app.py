@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
-from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from gateway.body import BodyLimitMiddleware
+from gateway.docs import install_docs
 from gateway.errors import install_error_handlers
 from gateway.routes import jobs, lifecycle, meta, seed
 from gateway.routes.meta import package_version
@@ -39,11 +39,9 @@ def create_app(
         finally:
             await held.close()
 
-    # The docs pages (/docs, /redoc) load Swagger UI and ReDoc from the gateway itself (fastapi-offline bundles
-    # them, served under /static-offline-docs), never from a CDN, and ReDoc without Google's fonts: they work with
-    # no internet. The online validator badge is off: it would fetch an image from swagger.io.
-    app = FastAPIOffline(
-        swagger_ui_parameters={"validatorUrl": None},
+    app = FastAPI(
+        docs_url=None,  # FastAPI's pages load from CDNs: install_docs serves them offline
+        redoc_url=None,
         title="SeamlessM4T v2 API",
         version=package_version(),
         description="Speech and text translation with SeamlessM4T v2, behind a job queue. "
@@ -51,6 +49,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

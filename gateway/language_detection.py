@@ -7,7 +7,7 @@ Three rules keep it from guessing where it cannot tell:
 - Chinese is one language to lingua; ``cmn`` (Simplified) or ``cmn_Hant`` (Traditional) is decided by script,
   with the CC-CEDICT character tables of ``hanzidentifier``: text whose characters are all Simplified gets
   ``cmn``, all Traditional ``cmn_Hant``; text whose characters are the same in both scripts, or mixes the two, is
-  refused.
+  refused, and so is text with characters of written Cantonese (``yue``, which lingua does not know).
 - Pairs of standard languages written alike (``CONFUSABLE``: Malay and Indonesian, Bokmål and Nynorsk, Bosnian
   and Croatian) are refused whenever the best candidate is one of them: lingua ranks the members of each pair
   within a few tenths of each other even on text that is plainly one of them.
@@ -126,6 +126,11 @@ CONFUSABLE: tuple[frozenset[str], ...] = (
 )
 """Languages lingua cannot reliably tell apart (measured: bench/detect.py): never guessed between."""
 
+CANTONESE_CHARACTERS = frozenset("嘅咗喺嗰冇佢啲嚟嘢咩噉")
+"""Characters of written Cantonese that Standard Written Chinese does not use (possessive 嘅, perfective 咗, "at"
+喺, "that" 嗰, "not have" 冇, "he/she" 佢, plural 啲, "come" 嚟, "thing" 嘢, "what" 咩, "so" 噉): lingua would call
+such text Chinese, and its Traditional script ``cmn_Hant``."""
+
 _DISPLAY = {"zlm": "zsm"}  # how a refusal names a code: the one users know from Meta's tables
 
 
@@ -169,6 +174,8 @@ def _refuse(why: str, *, valid: Iterable[str] = ()) -> LanguageNotDetected:
 
 def chinese_script(text: str) -> str:
     """``cmn`` or ``cmn_Hant`` by the characters of ``text``, or ``LanguageNotDetected`` when they cannot tell."""
+    if CANTONESE_CHARACTERS.intersection(text):
+        raise _refuse("the text is Chinese with characters of written Cantonese", valid=(TRADITIONAL, "yue"))
     identity = hanzidentifier.identify(text)
     if identity == hanzidentifier.SIMPLIFIED:
         return SIMPLIFIED
@@ -205,7 +212,7 @@ class TextLanguageDetector:
             for value in self._lingua.compute_language_confidence_values(prefix)
         }
         if not any(confidences.values()):
-            raise _refuse("the text has nothing to tell its language by")
+            raise _refuse("the text has no words in a script of a language the detector knows")
         code, confidence = max(confidences.items(), key=lambda item: item[1])
         bar = max(self.min_confidence, SINGLE_WORD_MIN_CONFIDENCE) if len(kept) == 1 else self.min_confidence
         group = next((group for group in CONFUSABLE if code in group), None)

@@ -160,7 +160,7 @@ class GatewaySettings(CommonSettings):
 
     detect_accuracy: Literal["high", "low", "off"] = "high"
     """Language detection for `src_lang: "auto"` (text input): lingua's `high` accuracy mode (right on short
-    sentences; 1.2 GiB per gateway process, 6-17 s to load at start-up), `low` (0.12 GiB, 1 s; often wrong on text
+    sentences; 1.2 GiB per gateway process, 7-26 s of a core to load at start-up), `low` (0.13 GiB, 1 s; often wrong on text
     under ~120 characters) or `off` ("auto" is refused). Measured with bench/detect.py."""
 
     detect_min_confidence: float = Field(default=0.5, ge=0, le=1)

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from browser import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from services import free_ports, log_tail
 
 from client import Client
@@ -27,18 +28,6 @@ from client.ui import error_message, job_row, language_choices, pick, progress_u
 
 DATA = Path(__file__).parent / "data"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these Chromium reaches out to Google at start-up, and its connections are refused on a closed network.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_TIMEOUT_S = 120.0
 UI_TIMEOUT_MS = 30_000
 
@@ -49,13 +38,7 @@ def _browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not ui_available():
         return "the UI needs Gradio: pip install -e '.[ui]'"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "browser tests need the playwright package (pip install playwright; no `playwright install`)"
-    if not CHROMIUM.exists():
-        return f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)"
-    return None
+    return browser_missing()
 
 
 needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
@@ -195,6 +178,9 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
             "M4T_TEXT_NUM_BEAMS": "1",
             "M4T_MAX_LEN_B": "10",
             "M4T_HEARTBEAT_INTERVAL_S": "0.5",
+            # The text tabs' default source is "Detect": lingua's low-accuracy mode loads in 1 s (high: 7-25 s) and
+            # knows the French of these tests; tests/test_language_detection.py checks the default mode.
+            "M4T_DETECT_ACCURACY": "low",
             "GRADIO_TEMP_DIR": str(tmp / "gradio"),
             "PYTHONUNBUFFERED": "1",
             **extra,

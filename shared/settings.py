@@ -160,8 +160,8 @@ class GatewaySettings(CommonSettings):
 
     detect_accuracy: Literal["high", "low", "off"] = "high"
     """Language detection for `src_lang: "auto"` (text input): lingua's `high` accuracy mode (right on short
-    sentences; 1.2 GiB per gateway process, 7-26 s of a core to load at start-up), `low` (0.13 GiB, 1 s; often wrong on text
-    under ~120 characters) or `off` ("auto" is refused). Measured with bench/detect.py."""
+    sentences; 1.2 GiB per gateway process, 7-26 s of a core to load at start-up), `low` (0.13 GiB, 1 s; wrong on
+    some text under ~120 characters) or `off` ("auto" is refused). Measured with bench/detect.py."""
 
     detect_min_confidence: float = Field(default=0.5, ge=0, le=1)
     """The least confidence (0-1) at which `src_lang: "auto"` takes the detected language; below it the submission

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,18 @@ def test_dropdowns_offer_only_a_tasks_valid_targets_with_their_names() -> None:
     assert pick([], None, "eng") is None
 
 
+def test_text_sources_start_with_detect_where_the_server_detects() -> None:
+    detecting = replace(_languages(), detectable=[Language("fra", "French")])
+    assert language_choices(detecting, "t2tt", "source") == [
+        ("Detect", "auto"),
+        ("English (eng)", "eng"),
+        ("French (fra)", "fra"),
+    ]
+    assert pick(language_choices(detecting, "t2tt", "source"), None, "auto", "fra") == "auto"
+    assert pick(language_choices(_languages(), "t2tt", "source"), None, "auto", "fra") == "fra"  # no detection
+    assert ("Detect", "auto") not in language_choices(detecting, "t2tt", "target")
+
+
 def _job(**changes: Any) -> Job:
     data: dict[str, Any] = {
         "id": "abc123",
@@ -97,6 +109,7 @@ def _job(**changes: Any) -> Job:
 
 def test_jobs_rows_and_progress_captions() -> None:
     assert job_row(_job()) == ["abc123", "t2tt", "succeeded", "2026-11-26 07:00:00", "fra → eng", "2/2", "Hello world"]
+    assert job_row(_job(src_lang="auto", detected_src_lang="deu"))[4] == "deu (detected) → eng"
     failed = _job(status="failed", result=None, error={"code": "invalid_audio", "message": "not audio"})
     assert job_row(failed)[-1] == "invalid_audio: not audio"
     assert job_row(_job(result={"text": "x" * 200}))[-1].endswith("…")
@@ -327,6 +340,22 @@ def test_t2tt_in_the_browser(page: Any, stack: Stack) -> None:
     assert (job.task, job.src_lang, job.tgt_lang) == ("t2tt", "fra", "spa")
     assert shown and shown == job.text
     assert not page.locator("#t2tt-error").is_visible()
+
+
+@needs_browser
+def test_t2tt_detects_the_source_language_by_default(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#t2tt-src input")).to_have_value("Detect")  # the default source
+    page.locator("#t2tt-input textarea").fill("Le musée ouvre ses portes à neuf heures tous les matins.")
+    _pick(page, "t2tt-tgt", "English (eng)")
+    page.click("#t2tt-run")
+    job_id = _finished_job(page, "t2tt", stack)
+    expect(page.locator("#t2tt-job")).to_contain_text("detected fra")
+    with Client(stack.api) as api:
+        job = api.get(job_id)
+    assert (job.status, job.src_lang, job.detected_src_lang, job.tgt_lang) == ("succeeded", "auto", "fra", "eng")
+    assert page.locator("#t2tt-output textarea").input_value() == job.text
 
 
 @needs_browser

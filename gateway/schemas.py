@@ -56,7 +56,9 @@ class SpeechJobForm(JobOptions):
     """``POST /api/v1/jobs`` as multipart form: a speech-input job (the file goes in ``audio_file``)."""
 
     task: SpeechTask
-    src_lang: str | None = Field(default=None, max_length=16, description="Optional: speech needs no source language")
+    src_lang: str | None = Field(
+        default=None, max_length=16, description='Optional: speech needs no source language ("auto" is taken as none)'
+    )
     tgt_lang: str = Field(min_length=1, max_length=16)
 
 

@@ -4,6 +4,7 @@ detector's models load then), reached through ``gateway.deps``."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ from shared.settings import GatewaySettings
 from shared.storage import Storage, storage_from_settings
 from shared.webhook_urls import AllowList
 from shared.workers import WorkerRegistry
+
+log = logging.getLogger(__name__)
 
 _LANGUAGES_CACHE_S = 10.0
 
@@ -94,4 +97,7 @@ class Services:
 def build_detector(settings: GatewaySettings) -> TextLanguageDetector | None:
     if settings.detect_accuracy == "off":
         return None
-    return TextLanguageDetector(min_confidence=settings.detect_min_confidence, accuracy=settings.detect_accuracy)
+    started = time.monotonic()
+    detector = TextLanguageDetector(min_confidence=settings.detect_min_confidence, accuracy=settings.detect_accuracy)
+    log.info("language detector ready (%s accuracy) in %.1f s", settings.detect_accuracy, time.monotonic() - started)
+    return detector

@@ -119,6 +119,8 @@ class JobSubmitter:
         src: str | None
         if is_auto(spec):
             src, tgt = AUTO, support.validate_target(spec.task, spec.tgt_lang)  # the source is detected later
+        elif spec.task.speech_input and (spec.src_lang or "").strip() == AUTO:
+            src, tgt = None, support.validate_target(spec.task, spec.tgt_lang)  # speech needs no source language
         else:
             src, tgt = support.validate(spec.task, spec.src_lang, spec.tgt_lang)
         key = self._caller.key

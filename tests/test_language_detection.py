@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +179,7 @@ def test_the_webhook_event_carries_the_detected_language() -> None:
 def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple[httpx.Client, str]]:
     """A worker, a gateway with the default detector, and one with detection off, on one Redis."""
     workdir = tmp_path_factory.mktemp("detect")
-    with RedisServer(workdir / "redis") as redis_server:
+    with RedisServer(workdir / "redis") as redis_server, ExitStack() as cleanup:
         env = stack_env(
             redis_url=redis_server.url,
             storage_url=f"file://{workdir / 'storage'}",
@@ -187,12 +189,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
         detecting = {**env, "M4T_DETECT_ACCURACY": GatewaySettings.model_fields["detect_accuracy"].default}
         gateway = GatewayProcess(workdir, detecting)
         gateway.ready_timeout_s = 90.0  # the detector's models load before the gateway answers
-        with (
-            gateway,
-            WorkerProcess(workdir, env),
-            GatewayProcess(workdir / "off", env) as without,
-            httpx.Client(base_url=gateway.url, timeout=60) as client,
-        ):
+        without = GatewayProcess(workdir / "off", env)
+        processes = [gateway, WorkerProcess(workdir, env), without]
+        for process in processes:
+            cleanup.callback(process.stop)
+        with ThreadPoolExecutor(len(processes)) as pool:  # the detector and the model load side by side
+            for started in [pool.submit(process.start) for process in processes]:
+                started.result()
+        with httpx.Client(base_url=gateway.url, timeout=60) as client:
             yield client, without.url
 
 
@@ -241,6 +245,16 @@ def test_untellable_text_is_refused_at_submission(stack: tuple[httpx.Client, str
     assert error["field"] == "src_lang"
     assert "pass src_lang" in error["message"]
     assert len(api.get(f"{API}/jobs").json()["jobs"]) == before  # no job was made
+
+
+def test_speech_input_takes_auto_as_no_source_language(stack: tuple[httpx.Client, str]) -> None:
+    api, _ = stack
+    with (Path(__file__).parent / "data" / "speech_fr.wav").open("rb") as audio:
+        fields = {"task": "s2tt", "src_lang": "auto", "tgt_lang": "eng"}
+        submitted = api.post(f"{API}/jobs", files={"audio_file": audio}, data=fields)
+    assert submitted.status_code == 202, submitted.text
+    assert (submitted.json()["src_lang"], submitted.json()["detected_src_lang"]) == (None, None)
+    assert _finished(api, submitted.headers["location"])["status"] == "succeeded"
 
 
 def test_a_missing_src_lang_is_still_a_validation_error(stack: tuple[httpx.Client, str]) -> None:

@@ -78,11 +78,6 @@ class JobSpec:
         return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
-def is_auto(spec: JobSpec) -> bool:
-    """Text input whose source language the gateway is asked to detect."""
-    return not spec.task.speech_input and spec.src_lang is not None and spec.src_lang.strip() == AUTO
-
-
 def check_text(text: str, *, max_chars: int) -> str:
     if len(text) > max_chars:
         raise PayloadTooLarge(f"text is {len(text)} characters; the limit is {max_chars}", details={"limit": max_chars})
@@ -117,10 +112,9 @@ class JobSubmitter:
     def _validated(self, spec: JobSpec) -> JobSpec:
         support, _ = self._services.languages()
         src: str | None
-        if is_auto(spec):
-            src, tgt = AUTO, support.validate_target(spec.task, spec.tgt_lang)  # the source is detected later
-        elif spec.task.speech_input and (spec.src_lang or "").strip() == AUTO:
-            src, tgt = None, support.validate_target(spec.task, spec.tgt_lang)  # speech needs no source language
+        if (spec.src_lang or "").strip() == AUTO:
+            # Text: detected in submit_text. Speech needs no source language: "auto" is taken as none.
+            src, tgt = (None if spec.task.speech_input else AUTO), support.validate_target(spec.task, spec.tgt_lang)
         else:
             src, tgt = support.validate(spec.task, spec.src_lang, spec.tgt_lang)
         key = self._caller.key

@@ -85,7 +85,9 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api-key", default=os.environ.get("M4T_API_KEY") or None, help="API key (default: $M4T_API_KEY)"
     )
-    parser.add_argument("--src", help="source language (needed for text; optional for speech)")
+    parser.add_argument(
+        "--src", help="source language (needed for text: a code, or auto to detect it; optional for speech)"
+    )
     parser.add_argument("--tgt", required=True, help="target language, e.g. eng")
     parser.add_argument(
         "--format",

@@ -93,6 +93,7 @@ class Job:
     status: str
     """``queued``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
     src_lang: str | None
+    """As submitted: ``"auto"`` when the server detected the text's language (then see ``detected_src_lang``)."""
     tgt_lang: str
     options: dict[str, Any]
     input: dict[str, Any]
@@ -109,6 +110,9 @@ class Job:
     timings: dict[str, float]
     links: dict[str, str]
     priority: str = "normal"
+    detected_src_lang: str | None = None
+    """For ``src_lang="auto"``: the language the server detected, which the job is translated from."""
+    detected_src_lang_confidence: float | None = None
     replayed: bool = False
     """True when a submission with an ``Idempotency-Key`` returned an existing job."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -123,6 +127,8 @@ class Job:
             task=str(data["task"]),
             status=str(data["status"]),
             src_lang=_opt_str(data.get("src_lang")),
+            detected_src_lang=_opt_str(data.get("detected_src_lang")),
+            detected_src_lang_confidence=_opt_float(data.get("detected_src_lang_confidence")),
             tgt_lang=str(data.get("tgt_lang", "")),
             options=dict(data.get("options") or {}),
             input=dict(data.get("input") or {}),
@@ -305,6 +311,8 @@ class Languages:
     modalities: dict[str, list[Language]]
     tasks: dict[str, TaskLanguages]
     aliases: dict[str, str]
+    detectable: list[Language] = field(default_factory=list)
+    """Text languages ``src_lang="auto"`` can detect (empty when the server does not detect)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -326,6 +334,7 @@ class Languages:
                 for name, t in (data.get("tasks") or {}).items()
             },
             aliases={str(k): str(v) for k, v in (data.get("aliases") or {}).items()},
+            detectable=[Language(str(item["code"]), str(item["name"])) for item in data.get("detectable") or []],
             raw=data,
         )
 

@@ -162,8 +162,9 @@ class Client:
     ) -> Job:
         """Submit a job (``POST /api/v1/jobs``) and return it, queued. ``audio`` (for ``s2st``/``s2tt``): a path
         (streamed from disk), bytes, or a binary file (read from its start); ``text`` for ``t2st``/``t2tt`` (which
-        need ``src_lang``). With the ``idempotency_key`` of an earlier identical submission, the earlier job is
-        returned (``job.replayed``). Raises ``ValueError`` for a task without its input."""
+        need ``src_lang``: a code, or ``"auto"`` to have the server detect it, see ``job.detected_src_lang``). With
+        the ``idempotency_key`` of an earlier identical submission, the earlier job is returned (``job.replayed``).
+        Raises ``ValueError`` for a task without its input."""
         submission = build_submission(
             task,
             audio=audio,
@@ -392,8 +393,9 @@ class Client:
         timeout: float | None = None,
         on_event: EventCallback | None = None,
     ) -> Job:
-        """Translate text (``t2tt``; ``t2st`` with ``speech=True``) and wait: the succeeded job (``job.text``; the
-        audio with ``download_audio``). Raises ``JobFailed`` as ``wait`` does."""
+        """Translate text (``t2tt``; ``t2st`` with ``speech=True``; ``src_lang="auto"`` detects the source language)
+        and wait: the succeeded job (``job.text``; the audio with ``download_audio``). Raises ``JobFailed`` as
+        ``wait`` does."""
         job = self.submit(
             "t2st" if speech else "t2tt",
             text=text,

@@ -3,7 +3,8 @@
 It is a client like any other: every action goes through ``client.Client`` over HTTP with an API key (it never
 imports the gateway, the worker or the engine). One tab per task (S2ST, S2TT, T2ST, T2TT): speech recorded with the
 microphone or uploaded, language dropdowns filled from ``GET /api/v1/languages`` (only the valid targets of each
-task, with their names), speaker and output format for speech output, the translated text, an audio player,
+task, with their names; the text tabs' source defaults to "Detect" where the server detects languages, and the job
+line shows what it detected), speaker and output format for speech output, the translated text, an audio player,
 subtitles (SRT, WebVTT) for speech input, a live progress bar fed by the job's event stream, and the error envelope's
 message when something is refused (never a traceback). A "Jobs" tab lists the key's recent jobs.
 
@@ -70,8 +71,11 @@ TASK_TITLES = {
     "t2st": "Text → Speech (T2ST)",
     "t2tt": "Text → Text (T2TT)",
 }
-PREFERRED_SOURCE = "fra"
-PREFERRED_TARGET = "eng"
+AUTO = "auto"
+DETECT_CHOICE = ("Detect", AUTO)
+"""The first source choice of the text tabs (their default) when the server detects text's language."""
+PREFERRED_SOURCES = (AUTO, "fra")
+PREFERRED_TARGETS = ("eng",)
 
 CSS = """
 .m4t-error { border: 1px solid var(--error-border-color); background: var(--error-background-fill);
@@ -85,19 +89,24 @@ CSS = """
 
 
 def language_choices(languages: Languages, task: str, side: str) -> list[tuple[str, str]]:
-    """Dropdown choices ``("English (eng)", "eng")`` for a task's ``sources`` or ``targets``, sorted by name."""
+    """Dropdown choices ``("English (eng)", "eng")`` for a task's ``sources`` or ``targets``, sorted by name; text
+    sources start with "Detect" (``auto``) when the server detects languages."""
     if task not in languages.tasks:
         return []
     spec = languages.tasks[task]
     modality, codes = (spec.source, spec.sources) if side == "source" else (spec.target, spec.targets)
     names = {language.code: language.name for language in languages.modalities.get(modality, [])}
-    return sorted(((f"{names.get(code, code)} ({code})", code) for code in codes), key=lambda c: c[0].casefold())
+    choices = sorted(((f"{names.get(code, code)} ({code})", code) for code in codes), key=lambda c: c[0].casefold())
+    if side == "source" and spec.source == "text_input" and languages.detectable:
+        choices.insert(0, DETECT_CHOICE)
+    return choices
 
 
-def pick(choices: Sequence[tuple[str, str]], current: str | None, preferred: str) -> str | None:
-    """The value a dropdown keeps: the current one while still valid, else the preferred one, else the first."""
+def pick(choices: Sequence[tuple[str, str]], current: str | None, *preferred: str) -> str | None:
+    """The value a dropdown keeps: the current one while still valid, else the first preferred one offered, else
+    the first."""
     codes = [code for _, code in choices]
-    for wanted in (current, preferred):
+    for wanted in (current, *preferred):
         if wanted and wanted in codes:
             return wanted
     return codes[0] if codes else None
@@ -105,7 +114,8 @@ def pick(choices: Sequence[tuple[str, str]], current: str | None, preferred: str
 
 def job_row(job: Job) -> list[str]:
     """One row of the Jobs table (see ``JOBS_HEADERS``)."""
-    languages = f"{job.src_lang or 'auto'} → {job.tgt_lang}"
+    source = f"{job.detected_src_lang} (detected)" if job.detected_src_lang else (job.src_lang or "auto")
+    languages = f"{source} → {job.tgt_lang}"
     progress = f"{job.progress.done}/{job.progress.total}" if job.progress.total else ""
     if job.error is not None:
         result = f"{job.error.code}: {job.error.message}"
@@ -417,7 +427,11 @@ def _job_line(job: Job) -> str:
     if job.timings:
         total = sum(value for name, value in job.timings.items() if name.endswith("_s"))
         took = f" in {total:.1f} s" if total else ""
-    return f"Job `{job.id}`: {job.status}{took}"
+    detected = ""
+    if job.detected_src_lang:
+        confidence = job.detected_src_lang_confidence
+        detected = f" · detected `{job.detected_src_lang}`" + (f" ({confidence:.0%} sure)" if confidence else "")
+    return f"Job `{job.id}`: {job.status}{took}{detected}"
 
 
 def _wire_task(tab: _TaskTab, backend: Backend, key: gr.Textbox) -> None:
@@ -447,7 +461,7 @@ def _wire_task(tab: _TaskTab, backend: Backend, key: gr.Textbox) -> None:
         try:
             progress(0.0, desc="Submitting")
             job = backend.submit(api_key, tab.task, source, src_lang, tgt_lang, speaker, output_format)
-            yield {**cleared, tab.summary: f"Job `{job.id}`: {job.status}", tab.job_id: job.id}
+            yield {**cleared, tab.summary: _job_line(job), tab.job_id: job.id}
 
             def on_progress(fraction: float, desc: str) -> None:
                 progress(fraction, desc=desc)
@@ -536,11 +550,11 @@ def _build(backend: Backend) -> gr.Blocks:
                     label=f"Recent jobs of this key (newest first, at most {JOBS_SHOWN})",
                 )
 
-        dropdowns: list[tuple[gr.Dropdown, str, str, str]] = []
+        dropdowns: list[tuple[gr.Dropdown, str, str, tuple[str, ...]]] = []
         for tab in tabs:
             if tab.src_lang is not None:
-                dropdowns.append((tab.src_lang, tab.task, "source", PREFERRED_SOURCE))
-            dropdowns.append((tab.tgt_lang, tab.task, "target", PREFERRED_TARGET))
+                dropdowns.append((tab.src_lang, tab.task, "source", PREFERRED_SOURCES))
+            dropdowns.append((tab.tgt_lang, tab.task, "target", PREFERRED_TARGETS))
 
         def load_languages(api_key: str | None, *current: str | None) -> list[Any]:
             try:
@@ -554,7 +568,7 @@ def _build(backend: Backend) -> gr.Blocks:
             updates: list[Any] = [gr.Markdown(line), gr.Markdown("", visible=False)]
             for (_, task, side, preferred), value in zip(dropdowns, current, strict=True):
                 choices = language_choices(languages, task, side)
-                updates.append(gr.Dropdown(choices=choices, value=pick(choices, value, preferred)))
+                updates.append(gr.Dropdown(choices=choices, value=pick(choices, value, *preferred)))
             return updates
 
         lang_inputs: list[Any] = [key, *(d for d, _, _, _ in dropdowns)]

@@ -10,8 +10,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
 
 from gateway.body import BodyLimitMiddleware
+from gateway.docs import install_docs
 from gateway.errors import install_error_handlers
 from gateway.routes import jobs, lifecycle, meta, seed
 from gateway.routes.meta import package_version
@@ -29,7 +31,8 @@ def create_app(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        held = services or Services.from_settings(settings)
+        # Built in a thread: loading the language detector's models takes seconds.
+        held = services if services is not None else await run_in_threadpool(Services.from_settings, settings)
         app.state.services = held
         try:
             yield
@@ -37,6 +40,8 @@ def create_app(
             await held.close()
 
     app = FastAPI(
+        docs_url=None,  # FastAPI's pages load from CDNs: install_docs serves them offline
+        redoc_url=None,
         title="SeamlessM4T v2 API",
         version=package_version(),
         description="Speech and text translation with SeamlessM4T v2, behind a job queue. "
@@ -44,6 +49,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_docs(app)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

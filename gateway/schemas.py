@@ -48,7 +48,12 @@ class TextJobRequest(JobOptions):
 
     task: TextTask
     text: str = Field(description="Text to translate")
-    src_lang: str = Field(min_length=1, max_length=16, description="Source language code, e.g. fra")
+    src_lang: str = Field(
+        min_length=1,
+        max_length=16,
+        description='Source language code, e.g. fra, or "auto": the gateway detects it (GET /api/v1/languages '
+        "lists which it can; 422 `language_not_detected` when it cannot tell)",
+    )
     tgt_lang: str = Field(min_length=1, max_length=16, description="Target language code, e.g. eng")
 
 
@@ -56,7 +61,9 @@ class SpeechJobForm(JobOptions):
     """``POST /api/v1/jobs`` as multipart form: a speech-input job (the file goes in ``audio_file``)."""
 
     task: SpeechTask
-    src_lang: str | None = Field(default=None, max_length=16, description="Optional: speech needs no source language")
+    src_lang: str | None = Field(
+        default=None, max_length=16, description='Optional: speech needs no source language ("auto" is taken as none)'
+    )
     tgt_lang: str = Field(min_length=1, max_length=16)
 
 
@@ -64,7 +71,7 @@ class SeedTextRequest(JobOptions):
     """The seed API's text body: ``{"text": ..., "src_lang": ..., "tgt_lang": ...}``."""
 
     text: str
-    src_lang: str = Field(min_length=1, max_length=16)
+    src_lang: str = Field(min_length=1, max_length=16, description='Source language code, or "auto" (detected)')
     tgt_lang: str = Field(min_length=1, max_length=16)
 
 
@@ -125,7 +132,13 @@ class JobOut(BaseModel):
     id: str
     task: Literal["s2st", "s2tt", "t2st", "t2tt"]
     status: JobStatusName
-    src_lang: str | None
+    src_lang: str | None = Field(description="As submitted: `auto` when the gateway detected the text's language")
+    detected_src_lang: str | None = Field(
+        default=None, description='`src_lang: "auto"`: the detected language, which the job is translated from'
+    )
+    detected_src_lang_confidence: float | None = Field(
+        default=None, description="The detector's confidence in `detected_src_lang` (0-1)"
+    )
     tgt_lang: str
     options: dict[str, Any]
     input: dict[str, Any]
@@ -164,6 +177,9 @@ class TaskLanguages(BaseModel):
 class LanguagesOut(BaseModel):
     from_model: bool = Field(description="True when the lists come from a loaded model (a worker reported them)")
     modalities: dict[str, list[LanguageOut]]
+    detectable: list[LanguageOut] = Field(
+        description='Text input languages `src_lang: "auto"` can detect (empty when detection is off)'
+    )
     tasks: dict[str, TaskLanguages]
     aliases: dict[str, str]
 

@@ -1,8 +1,10 @@
-"""The clients the gateway holds for its lifetime: Redis (sync for the job store, async for waiting), storage
-and the Celery producer. Created in the app's lifespan, reached through ``gateway.deps``."""
+"""The clients the gateway holds for its lifetime: Redis (sync for the job store, async for waiting), storage,
+the Celery producer and the language detector. Created in the app's lifespan (before the app serves: the
+detector's models load then), reached through ``gateway.deps``."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -10,6 +12,7 @@ import redis
 from celery import Celery
 from redis.asyncio import Redis as AsyncRedis
 
+from gateway.language_detection import TextLanguageDetector
 from shared.celery_app import make_celery
 from shared.errors import BrokerUnavailable
 from shared.jobs import JobStore
@@ -21,6 +24,8 @@ from shared.settings import GatewaySettings
 from shared.storage import Storage, storage_from_settings
 from shared.webhook_urls import AllowList
 from shared.workers import WorkerRegistry
+
+log = logging.getLogger(__name__)
 
 _LANGUAGES_CACHE_S = 10.0
 
@@ -35,6 +40,8 @@ class Services:
     storage: Storage
     celery: Celery
     webhook_allow: AllowList
+    detector: TextLanguageDetector | None
+    """Detects text's language for ``src_lang: "auto"``; None when ``M4T_DETECT_ACCURACY`` is off."""
     _languages: tuple[float, LanguageSupport, bool] | None = field(default=None, repr=False)
 
     @classmethod
@@ -50,6 +57,7 @@ class Services:
             storage=storage,
             celery=make_celery(settings, name="m4t-gateway"),
             webhook_allow=AllowList.parse(settings.webhook_allow_hosts),
+            detector=build_detector(settings),
         )
 
     async def close(self) -> None:
@@ -84,3 +92,12 @@ class Services:
         support, from_model = (published, True) if published else (LanguageSupport.published_checkpoint(), False)
         self._languages = (now, support, from_model)
         return support, from_model
+
+
+def build_detector(settings: GatewaySettings) -> TextLanguageDetector | None:
+    if settings.detect_accuracy == "off":
+        return None
+    started = time.monotonic()
+    detector = TextLanguageDetector(min_confidence=settings.detect_min_confidence, accuracy=settings.detect_accuracy)
+    log.info("language detector ready (%s accuracy) in %.1f s", settings.detect_accuracy, time.monotonic() - started)
+    return detector

@@ -15,13 +15,22 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.auth import Caller
 from gateway.idempotency import Idempotency, check_key
+from gateway.language_detection import Detection
 from gateway.schemas import JobOptions
 from gateway.services import Services
 from gateway.waiting import fetch_job
 from shared.api_keys import ApiKeyStore
 from shared.audio import AudioInfo, probe_audio
-from shared.errors import InvalidAudio, InvalidRequest, PayloadTooLarge, PriorityNotAllowed, QueueFull
+from shared.errors import (
+    InvalidAudio,
+    InvalidRequest,
+    LanguageNotDetected,
+    PayloadTooLarge,
+    PriorityNotAllowed,
+    QueueFull,
+)
 from shared.jobs import JobRecord, new_job_id
+from shared.languages import AUTO
 from shared.messages import input_key, job_prefix
 from shared.priority import Priority
 from shared.tasks import Task
@@ -102,7 +111,12 @@ class JobSubmitter:
 
     def _validated(self, spec: JobSpec) -> JobSpec:
         support, _ = self._services.languages()
-        src, tgt = support.validate(spec.task, spec.src_lang, spec.tgt_lang)
+        src: str | None
+        if (spec.src_lang or "").strip() == AUTO:
+            # Text: detected in submit_text. Speech needs no source language: "auto" is taken as none.
+            src, tgt = (None if spec.task.speech_input else AUTO), support.validate_target(spec.task, spec.tgt_lang)
+        else:
+            src, tgt = support.validate(spec.task, spec.src_lang, spec.tgt_lang)
         key = self._caller.key
         if key is not None and not spec.priority.allowed_under(key.priority_ceiling):
             raise PriorityNotAllowed(
@@ -126,11 +140,23 @@ class JobSubmitter:
         settings = self._services.settings
         spec = self._validated(spec)
         text = check_text(text, max_chars=settings.max_text_chars)
+        detected = self._detect(text) if spec.src_lang == AUTO else None
         job_id = new_job_id()
         with self._admitted(job_id):
             key = input_key(job_id, "text.txt")
             self._services.storage.put_bytes(key, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
-            return self._record_and_enqueue(job_id, spec, key, {"chars": len(text)})
+            return self._record_and_enqueue(job_id, spec, key, {"chars": len(text)}, detected)
+
+    def _detect(self, text: str) -> Detection:
+        detector = self._services.detector
+        if detector is None:
+            raise LanguageNotDetected(
+                "language detection is off on this server (M4T_DETECT_ACCURACY=off); pass src_lang with the text's "
+                "language code instead of 'auto'",
+                details={"field": "src_lang"},
+            )
+        support, _ = self._services.languages()
+        return detector.detect(text, support.text)
 
     def submit_audio(self, spec: JobSpec, fileobj: BinaryIO, *, filename: str | None, size: int) -> JobRecord:
         settings = self._services.settings
@@ -162,12 +188,16 @@ class JobSubmitter:
             }
             return self._record_and_enqueue(job_id, spec, key, meta)
 
-    def _record_and_enqueue(self, job_id: str, spec: JobSpec, key: str, meta: dict[str, Any]) -> JobRecord:
+    def _record_and_enqueue(
+        self, job_id: str, spec: JobSpec, key: str, meta: dict[str, Any], detected: Detection | None = None
+    ) -> JobRecord:
         record = self._services.store.new_record(
             id=job_id,
             task=spec.task,
             tgt_lang=spec.tgt_lang,
             src_lang=spec.src_lang,
+            detected_src_lang=detected.code if detected else None,
+            detected_src_lang_confidence=detected.confidence if detected else None,
             speaker_id=spec.speaker_id,
             output_format=spec.output_format,
             input_key=key,

@@ -47,6 +47,13 @@ class UnsupportedLanguage(M4TError):
     status_code = 422
 
 
+class LanguageNotDetected(M4TError):
+    """``src_lang: "auto"``, and the text's language cannot be told with confidence: the client names it."""
+
+    code = "language_not_detected"
+    status_code = 422
+
+
 class InvalidAudio(M4TError):
     """Audio that is empty, corrupt, truncated or cannot be decoded."""
 

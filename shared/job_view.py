@@ -58,6 +58,8 @@ def job_to_api(record: JobRecord, base_url: str) -> dict[str, Any]:
         "task": record.task.value,
         "status": record.status.value,
         "src_lang": record.src_lang,
+        "detected_src_lang": record.detected_src_lang,
+        "detected_src_lang_confidence": record.detected_src_lang_confidence,
         "tgt_lang": record.tgt_lang,
         "options": options,
         "input": record.input_meta,

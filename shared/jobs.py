@@ -121,6 +121,10 @@ class JobRecord(BaseModel):
     status: JobStatus
     tgt_lang: str
     src_lang: str | None = None
+    """As the client gave it: ``auto`` when the gateway detected the text's language."""
+    detected_src_lang: str | None = None
+    """The code detected for ``src_lang: "auto"``: what the worker translates from."""
+    detected_src_lang_confidence: float | None = None
     speaker_id: int | None = None
     output_format: str = "wav"
     input_key: str
@@ -146,7 +150,7 @@ class JobRecord(BaseModel):
             job_id=self.id,
             task=self.task,
             tgt_lang=self.tgt_lang,
-            src_lang=self.src_lang,
+            src_lang=self.detected_src_lang or self.src_lang,
             input_key=self.input_key,
             speaker_id=self.speaker_id,
             output_format=self.output_format,
@@ -167,6 +171,8 @@ class JobRecord(BaseModel):
             status=JobStatus(data["status"]),
             tgt_lang=data["tgt_lang"],
             src_lang=data.get("src_lang") or None,
+            detected_src_lang=data.get("detected_src_lang") or None,
+            detected_src_lang_confidence=opt_float("detected_src_lang_confidence"),
             speaker_id=int(speaker) if speaker else None,
             output_format=data.get("output_format", "wav"),
             input_key=data["input_key"],
@@ -194,6 +200,10 @@ class JobRecord(BaseModel):
             "status": self.status.value,
             "tgt_lang": self.tgt_lang,
             "src_lang": self.src_lang or "",
+            "detected_src_lang": self.detected_src_lang or "",
+            "detected_src_lang_confidence": ""
+            if self.detected_src_lang_confidence is None
+            else repr(self.detected_src_lang_confidence),
             "speaker_id": "" if self.speaker_id is None else str(self.speaker_id),
             "output_format": self.output_format,
             "input_key": self.input_key,

@@ -16,6 +16,10 @@ from typing import Any
 from shared.errors import UnsupportedLanguage
 from shared.tasks import Task
 
+AUTO = "auto"
+"""``src_lang`` of text input whose language the gateway detects (the job keeps it; the worker gets the detected
+code)."""
+
 # Malay text is `zsm` in Meta's tables but `zlm` in the transformers checkpoint.
 TEXT_ALIASES: dict[str, str] = {"zsm": "zlm"}
 
@@ -324,13 +328,8 @@ class LanguageSupport:
             return code
         return TEXT_ALIASES.get(code, code)
 
-    def validate(self, task: Task, src_lang: str | None, tgt_lang: str) -> tuple[str | None, str]:
-        """Return the (source, target) codes as the model wants them, or raise ``UnsupportedLanguage``.
-
-        Speech input needs no source language (the speech encoder is language-agnostic); one given is checked
-        against the speech-input table and passed through. Text input needs one, and an unknown one is refused:
-        the tokenizer would silently use ``<unk>`` as the language prefix.
-        """
+    def validate_target(self, task: Task, tgt_lang: str) -> str:
+        """The target code as the model wants it, or ``UnsupportedLanguage``."""
         tgt = self.normalize_text_code(tgt_lang)
         targets = self.targets(task)
         if tgt not in targets:
@@ -340,6 +339,16 @@ class LanguageSupport:
                 f"Valid codes: {' '.join(sorted(targets))}",
                 details={"field": "tgt_lang", "valid": sorted(targets)},
             )
+        return tgt
+
+    def validate(self, task: Task, src_lang: str | None, tgt_lang: str) -> tuple[str | None, str]:
+        """Return the (source, target) codes as the model wants them, or raise ``UnsupportedLanguage``.
+
+        Speech input needs no source language (the speech encoder is language-agnostic); one given is checked
+        against the speech-input table and passed through. Text input needs one, and an unknown one is refused:
+        the tokenizer would silently use ``<unk>`` as the language prefix.
+        """
+        tgt = self.validate_target(task, tgt_lang)
         if task.speech_input:
             src = src_lang.strip() if src_lang else None
             if src and src not in self.speech_input and self.normalize_text_code(src) not in self.speech_input:

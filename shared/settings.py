@@ -156,7 +156,17 @@ class GatewaySettings(CommonSettings):
 
     api_processes: int = Field(default=1, ge=1)
     """Gateway processes serving the API port (uvicorn workers): one process keeps one core busy at 130-210 text
-    submissions/s (measured on 2 shared cores); give it more where there are more cores. Not with `M4T_UI_MOUNT`."""
+    submissions/s (measured on 2 shared cores); give it more where there are more cores. Each loads its own language
+    detector (`M4T_DETECT_ACCURACY`). Not with `M4T_UI_MOUNT`."""
+
+    detect_accuracy: Literal["high", "low", "off"] = "high"
+    """Language detection for `src_lang: "auto"` (text input): lingua's `high` accuracy mode (right on short
+    sentences; 1.2 GiB in each gateway process, 7-26 s of a core to load at start-up), `low` (0.13 GiB, 1 s; wrong on
+    some text under ~120 characters) or `off` ("auto" is refused). Measured with bench/detect.py."""
+
+    detect_min_confidence: float = Field(default=0.5, ge=0, le=1)
+    """The least confidence (0-1) at which `src_lang: "auto"` takes the detected language; below it the submission
+    gets 422 `language_not_detected`."""
 
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""

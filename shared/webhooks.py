@@ -294,6 +294,8 @@ def build_event(
         "task": job.get("task"),
         "status": job.get("status"),
         "src_lang": job.get("src_lang"),
+        "detected_src_lang": job.get("detected_src_lang"),
+        "detected_src_lang_confidence": job.get("detected_src_lang_confidence"),
         "tgt_lang": job.get("tgt_lang"),
         "error": job.get("error"),
     }

@@ -5,12 +5,17 @@ Servers are real processes (see ``services.py``), started once per session and a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from services import RedisServer, S3Server
+
+# Apps built in the test process (TestClient) read their settings from the environment: no language detector unless a
+# test asks for one (its default mode costs 1.2 GiB and 7-25 s at start-up; see tests/stack.py NO_DETECTION).
+os.environ.setdefault("M4T_DETECT_ACCURACY", "off")
 
 # --- real servers, one per test session ---------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ FAST_DECODING = {
     "M4T_MAX_LEN_B": "12",
     "M4T_MAX_LEN_A": "0.5",
 }
+NO_DETECTION = {"M4T_DETECT_ACCURACY": "off"}
+"""Stacks whose tests send no ``src_lang: "auto"`` skip the language detector: in its default (high accuracy) mode it
+costs every gateway 1.2 GiB and 7-25 s of a core at start-up. tests/test_language_detection.py turns it on."""
 
 
 def stack_env(
@@ -47,6 +50,7 @@ def stack_env(
             "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1",
             **FAST_DECODING,
+            **NO_DETECTION,
         }
     )
     env.update(s3 or {})

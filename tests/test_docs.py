@@ -33,7 +33,8 @@ def test_readme_client_example_runs_against_a_real_stack(tmp_path: Path, tiny_mo
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code, "the client section lost its example"
     data = Path(__file__).parent / "data"
-    with running_stack(tmp_path, tiny_model_dir) as stack:
+    # The example detects a language too: lingua's low-accuracy mode loads in a second (the default takes 7-25 s).
+    with running_stack(tmp_path, tiny_model_dir, M4T_DETECT_ACCURACY="low") as stack:
         example = (
             code.group(1)
             .replace('"http://localhost:8000"', repr(stack.url))

@@ -240,6 +240,7 @@ def test_an_input_that_kills_every_worker_fails_after_bounded_attempts(tmp_path:
         M4T_MAX_ATTEMPTS="2",
         M4T_FAULT_CRASH_MARKER="CRASH!",
         M4T_UI_PORT="0",
+        M4T_DETECT_ACCURACY="off",  # no src_lang "auto" here: spare the gateway the detector's start-up
     )
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(

@@ -44,6 +44,7 @@ def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "M4T_MAX_LEN_B": "10",
             "M4T_HEARTBEAT_INTERVAL_S": "0.5",
             "M4T_UI_PORT": "0",
+            "M4T_DETECT_ACCURACY": "off",  # no src_lang "auto" here: spare the gateway the detector's start-up
             "PYTHONUNBUFFERED": "1",
             **extra,
         }

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from browser import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from services import free_ports, log_tail
 
 from client import Client
@@ -27,18 +28,6 @@ from client.ui import error_message, job_row, language_choices, pick, progress_u
 
 DATA = Path(__file__).parent / "data"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these Chromium reaches out to Google at start-up, and its connections are refused on a closed network.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_TIMEOUT_S = 120.0
 UI_TIMEOUT_MS = 30_000
 
@@ -49,13 +38,7 @@ def _browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if not ui_available():
         return "the UI needs Gradio: pip install -e '.[ui]'"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "browser tests need the playwright package (pip install playwright; no `playwright install`)"
-    if not CHROMIUM.exists():
-        return f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)"
-    return None
+    return browser_missing()
 
 
 needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
@@ -97,6 +80,18 @@ def test_dropdowns_offer_only_a_tasks_valid_targets_with_their_names() -> None:
     assert pick([], None, "eng") is None
 
 
+def test_text_sources_start_with_detect_where_the_server_detects() -> None:
+    detecting = replace(_languages(), detectable=[Language("fra", "French")])
+    assert language_choices(detecting, "t2tt", "source") == [
+        ("Detect", "auto"),
+        ("English (eng)", "eng"),
+        ("French (fra)", "fra"),
+    ]
+    assert pick(language_choices(detecting, "t2tt", "source"), None, "auto", "fra") == "auto"
+    assert pick(language_choices(_languages(), "t2tt", "source"), None, "auto", "fra") == "fra"  # no detection
+    assert ("Detect", "auto") not in language_choices(detecting, "t2tt", "target")
+
+
 def _job(**changes: Any) -> Job:
     data: dict[str, Any] = {
         "id": "abc123",
@@ -114,6 +109,7 @@ def _job(**changes: Any) -> Job:
 
 def test_jobs_rows_and_progress_captions() -> None:
     assert job_row(_job()) == ["abc123", "t2tt", "succeeded", "2026-11-26 07:00:00", "fra → eng", "2/2", "Hello world"]
+    assert job_row(_job(src_lang="auto", detected_src_lang="deu"))[4] == "deu (detected) → eng"
     failed = _job(status="failed", result=None, error={"code": "invalid_audio", "message": "not audio"})
     assert job_row(failed)[-1] == "invalid_audio: not audio"
     assert job_row(_job(result={"text": "x" * 200}))[-1].endswith("…")
@@ -198,6 +194,9 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
             "M4T_TEXT_NUM_BEAMS": "1",
             "M4T_MAX_LEN_B": "10",
             "M4T_HEARTBEAT_INTERVAL_S": "0.5",
+            # The text tabs' default source is "Detect": lingua's low-accuracy mode loads in 1 s (high: 7-25 s) and
+            # knows the French of these tests; tests/test_language_detection.py checks the default mode.
+            "M4T_DETECT_ACCURACY": "low",
             "GRADIO_TEMP_DIR": str(tmp / "gradio"),
             "PYTHONUNBUFFERED": "1",
             **extra,
@@ -344,6 +343,22 @@ def test_t2tt_in_the_browser(page: Any, stack: Stack) -> None:
     assert (job.task, job.src_lang, job.tgt_lang) == ("t2tt", "fra", "spa")
     assert shown and shown == job.text
     assert not page.locator("#t2tt-error").is_visible()
+
+
+@needs_browser
+def test_t2tt_detects_the_source_language_by_default(page: Any, stack: Stack) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#t2tt-src input")).to_have_value("Detect")  # the default source
+    page.locator("#t2tt-input textarea").fill("Le musée ouvre ses portes à neuf heures tous les matins.")
+    _pick(page, "t2tt-tgt", "English (eng)")
+    page.click("#t2tt-run")
+    job_id = _finished_job(page, "t2tt", stack)
+    expect(page.locator("#t2tt-job")).to_contain_text("detected fra")
+    with Client(stack.api) as api:
+        job = api.get(job_id)
+    assert (job.status, job.src_lang, job.detected_src_lang, job.tgt_lang) == ("succeeded", "auto", "fra", "eng")
+    assert page.locator("#t2tt-output textarea").input_value() == job.text
 
 
 @needs_browser

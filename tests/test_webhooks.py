@@ -614,6 +614,8 @@ def test_build_event_with_small_text() -> None:
             "task": "t2st",
             "status": "succeeded",
             "src_lang": "eng",
+            "detected_src_lang": None,  # src_lang "auto": the detected code and its confidence
+            "detected_src_lang_confidence": None,
             "tgt_lang": "fra",
             "error": None,
             "text": "Bonjour, ça va ?",

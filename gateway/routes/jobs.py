@@ -36,7 +36,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         415: "Not a supported media type",
         429: "Over this API key's rate limit, concurrent-job limit or daily audio quota; retry after `Retry-After`",
         422: "Invalid request (unknown task, missing field, empty text, unsupported language, undecodable audio, "
-        "a priority above the API key's maximum: `priority_not_allowed`)",
+        "a priority above the API key's maximum: `priority_not_allowed`; `src_lang: \"auto\"` and the text's "
+        "language cannot be told: `language_not_detected`)",
         503: "Redis or storage unreachable; retry after `Retry-After` seconds",
     }.items()
 }

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.deps import ServicesDep
+from gateway.language_detection import detectable_codes
 from gateway.schemas import HealthOut, LanguagesOut
 from gateway.services import Services
 from shared.languages import TEXT_ALIASES, LanguageSupport, language_name
@@ -110,7 +111,7 @@ def _listing(codes: frozenset[str]) -> list[dict[str, str]]:
     return [{"code": code, "name": language_name(code)} for code in sorted(codes)]
 
 
-def languages_body(support: LanguageSupport, from_model: bool) -> dict[str, Any]:
+def languages_body(support: LanguageSupport, from_model: bool, *, detection: bool) -> dict[str, Any]:
     return {
         "from_model": from_model,
         "modalities": {
@@ -119,6 +120,7 @@ def languages_body(support: LanguageSupport, from_model: bool) -> dict[str, Any]
             "text_output": _listing(support.text),
             "speech_output": _listing(support.speech_output),
         },
+        "detectable": _listing(detectable_codes() & support.text) if detection else [],
         "tasks": {
             task.value: {
                 "source": "speech_input" if task.speech_input else "text_input",
@@ -136,4 +138,4 @@ def languages_body(support: LanguageSupport, from_model: bool) -> dict[str, Any]
 @router.get("/languages", response_model=LanguagesOut, summary="Supported languages per modality and task")
 async def languages(services: ServicesDep) -> dict[str, Any]:
     support, from_model = await run_in_threadpool(services.languages)
-    return languages_body(support, from_model)
+    return languages_body(support, from_model, detection=services.detector is not None)

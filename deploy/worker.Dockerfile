@@ -10,10 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models/hf \
     M4T_DATA_DIR=/models/m4t \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
 
-# MALLOC_ARENA_MAX: two glibc malloc arenas, not 8 per core, for the worker's dozens of threads (m4t/serve.py
-# WORKER_MALLOC_ENV says what it saves).
+# MALLOC_*: glibc's malloc tuned for the worker's dozens of threads (m4t/serve.py WORKER_MALLOC_ENV says why
+# and what it saves).
 WORKDIR /app
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir "${TORCH_SPEC}"

@@ -14,6 +14,8 @@ import httpx
 import pytest
 from services import free_ports
 
+from m4t.serve import WORKER_MALLOC_ENV
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -103,7 +105,11 @@ def test_serve_runs_the_whole_stack_and_stops_cleanly_on_ctrl_c(tmp_path: Path, 
             for pid in processes_with_env(str(tmp_path))
         ]
         inference = [env for argv, env in environments if b"worker1@" in argv]
-        assert inference and all(b"\0MALLOC_ARENA_MAX=2\0" in b"\0" + env for env in inference)
+        assert inference and all(
+            f"\0{key}={value}\0".encode() in b"\0" + env
+            for env in inference
+            for key, value in WORKER_MALLOC_ENV.items()
+        )
     finally:
         serve.send_signal(signal.SIGINT)
         try:

@@ -210,7 +210,13 @@ def _options(whitelist: str) -> dict[str, str]:
 
 def _open(upload: _Upload, fileobj: BinaryIO, whitelist: str) -> av.container.InputContainer:
     fileobj.seek(0)
-    return av.open(upload, mode="r", container_options=_options(whitelist), io_open=_refuse_nested_open)
+    return av.open(
+        upload,
+        mode="r",
+        container_options=_options(whitelist),
+        io_open=_refuse_nested_open,
+        metadata_errors="replace",  # tags are never used, and must not fail the open when they are not UTF-8
+    )
 
 
 def _recognised(fileobj: BinaryIO, deadline: float | None) -> bool:

@@ -183,8 +183,10 @@ def _reaches(opened: OpenedAudio, stated_s: float) -> bool | None:
         for packet in opened.container.demux(stream):
             opened.check_deadline()
             ticks = packet.pts if packet.pts is not None else packet.dts
-            if ticks is not None and float((ticks - start) * time_base) < tail_s:
-                continue  # a seek that landed early (no index): skipped, not decoded
+            length_s = float((packet.duration or 0) * time_base)
+            longest_s = max(longest_s, length_s)
+            if ticks is not None and float((ticks - start) * time_base) + length_s < tail_s:
+                continue  # before the tail (a seek that landed early, without an index): skipped, not decoded
             try:
                 frames = context.decode(packet)
             except av.error.FFmpegError:
@@ -226,8 +228,11 @@ def _scan(opened: OpenedAudio) -> _Scan:
             opened.check_deadline()
             if packet.size == 0:
                 continue
-            if dtype is not None and not np.isfinite(np.frombuffer(bytes(packet), dtype=dtype)).all():
-                raise InvalidAudio(_NOT_FINITE)
+            if dtype is not None:
+                raw = bytes(packet)
+                itemsize = np.dtype(dtype).itemsize
+                if not np.isfinite(np.frombuffer(raw, dtype=dtype, count=len(raw) // itemsize)).all():
+                    raise InvalidAudio(_NOT_FINITE)
             length = packet.duration or 0
             summed += length
             longest = max(longest, length)
@@ -438,6 +443,7 @@ class _Decoder:
             self.opened = self._stack.enter_context(open_audio(fileobj, deadline=time.monotonic() + OPEN_TIME_LIMIT_S))
             self.opened.upload.clear_deadline()
             self.stated_s = _stated_seconds(self.opened)
+            self.longest_packet_s = 0.0  # a packet may span more than the frames it decodes to (Opus pre-skip)
         except BaseException:
             self._stack.close()
             raise
@@ -460,9 +466,12 @@ class _Decoder:
         opened = self.opened
         context = opened.stream.codec_context
         lenient = opened.format in _LENIENT
+        time_base = opened.stream.time_base
         packer = _Packer()
         try:
             for packet in opened.container.demux(opened.stream):
+                if packet.duration and time_base is not None:
+                    self.longest_packet_s = max(self.longest_packet_s, float(packet.duration * time_base))
                 try:
                     frames = context.decode(packet)
                 except av.error.FFmpegError:
@@ -525,6 +534,7 @@ class _Decoder:
             raise InvalidAudio(_NO_FRAMES)
         piece.finish(pending)
         decoded_s = finished_s + piece.frames / piece.rate
+        longest_frame_s = max(longest_frame_s, self.longest_packet_s)
         if stated is not None:
             if decoded_s < stated - _slack_s(stated, longest_frame_s):
                 raise InvalidAudio(

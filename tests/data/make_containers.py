@@ -33,12 +33,11 @@ DATA = Path(__file__).parent
 
 
 def read_clip(name: str) -> np.ndarray:
-    """The clip as float32 mono at 16 kHz (what the committed WAVs hold)."""
+    """The clip's 16-bit samples, mono at 16 kHz (what the committed WAVs hold)."""
     with av.open(str(DATA / name)) as container:
         stream = container.streams.audio[0]
         assert stream.codec_context.sample_rate == 16_000
-        parts = [frame.to_ndarray().astype(np.float32).reshape(-1) / 32768 for frame in container.decode(stream)]
-    return np.concatenate(parts)
+        return np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(stream)])
 
 
 def write(
@@ -53,7 +52,8 @@ def write(
     video: bool = False,
     options: dict[str, str] | None = None,
 ) -> None:
-    """Encode 16 kHz mono ``wave`` into ``name``: resampled to ``rate`` and ``layout`` by FFmpeg's resampler."""
+    """Encode ``wave`` (16-bit samples, 16 kHz mono) into ``name``, converted to ``rate`` and ``layout`` by
+    FFmpeg's resampler (the lossless files stay at 16 kHz mono: they hold the very samples of the WAV)."""
     path = DATA / name
     with av.open(str(path), "w", format=fmt, container_options={"fflags": "+bitexact"}) as out:
         video_stream = None
@@ -73,9 +73,7 @@ def write(
             resampler = av.AudioResampler(
                 format=context.format.name, layout=layout, rate=rate, frame_size=context.frame_size or None
             )
-            source = av.AudioFrame.from_ndarray(
-                np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)[None, :], format="s16", layout="mono"
-            )
+            source = av.AudioFrame.from_ndarray(wave.astype(np.int16)[None, :], format="s16", layout="mono")
             source.sample_rate, source.pts, source.time_base = 16_000, 0, Fraction(1, 16_000)
             for frame in [*resampler.resample(source), *resampler.resample(None)]:
                 out.mux(audio_stream.encode(frame))

@@ -20,7 +20,7 @@ from gateway.services import Services
 from gateway.waiting import fetch_job
 from shared.api_keys import ApiKeyStore
 from shared.audio import AudioInfo, probe_audio
-from shared.errors import InvalidAudio, InvalidRequest, PayloadTooLarge, PriorityNotAllowed, QueueFull
+from shared.errors import AudioTooLong, InvalidAudio, InvalidRequest, PayloadTooLarge, PriorityNotAllowed, QueueFull
 from shared.jobs import JobRecord, new_job_id
 from shared.messages import input_key, job_prefix
 from shared.priority import Priority
@@ -36,10 +36,6 @@ speech (the worker's VAD drops anything under 0.25 s), so it could only ever com
 
 class EmptyText(InvalidRequest):
     code = "empty_text"
-
-
-class AudioTooLong(PayloadTooLarge):
-    code = "audio_too_long"
 
 
 class WebhooksNotConfigured(InvalidRequest):

@@ -9,10 +9,7 @@ refusal tested next is a refusal of something that really happens otherwise.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import io
-import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,74 +18,13 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from watchers import FifoWatch, RecordingServer, hls_playlist
 
 from shared.audio import AudioInfo, decode_audio, iter_decoded_blocks, probe_audio
 from shared.audio_container import DEMUXERS
 from shared.errors import InvalidAudio, UnsupportedMediaType
 
 DATA = Path(__file__).parent / "data"
-
-
-# --- watchers: a FIFO that tells whether anyone opened it, an HTTP server that records requests ----------------
-
-
-class FifoWatch:
-    """A FIFO under ``folder``; ``opened`` is set if anyone opens it for reading (a writer thread waits for that,
-    and serves every reader, so that a reader that got in never blocks)."""
-
-    def __init__(self, folder: Path, name: str = "secret.ts") -> None:
-        self.path = folder / name
-        os.mkfifo(self.path)
-        self.opened = threading.Event()
-        self._closing = False
-        self._thread = threading.Thread(target=self._wait_for_a_reader, daemon=True)
-        self._thread.start()
-
-    def _wait_for_a_reader(self) -> None:
-        while True:
-            fd = os.open(self.path, os.O_WRONLY)  # blocks until someone opens the FIFO for reading
-            if self._closing:
-                os.close(fd)
-                return
-            self.opened.set()
-            with contextlib.suppress(OSError):
-                os.write(fd, b"\x47" * 188)  # an MPEG-TS sync byte pattern: something for a demuxer to chew on
-            os.close(fd)
-
-    def close(self) -> None:
-        self._closing = True
-        if self._thread.is_alive():  # unblock the writer by opening the FIFO ourselves
-            os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK))
-        self._thread.join(5)
-
-
-class RecordingServer:
-    """A loopback HTTP server that answers 404 and records every request path."""
-
-    def __init__(self) -> None:
-        requests: list[str] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                requests.append(self.path)
-                self.send_response(404)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.requests = requests
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/segment.ts"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
@@ -103,12 +39,6 @@ def http_server() -> Iterator[RecordingServer]:
     server = RecordingServer()
     yield server
     server.close()
-
-
-def hls_playlist(target: str) -> bytes:
-    return (
-        f"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.0,\n{target}\n#EXT-X-ENDLIST\n".encode()
-    )
 
 
 class NamedBytes(io.BytesIO):

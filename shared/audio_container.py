@@ -91,6 +91,7 @@ _SUPPORTED_HINT: Final = (
 _CORRUPT: Final = "The audio file is corrupt or truncated and cannot be decoded."
 _TOO_SLOW: Final = "The audio file took too long to read; it is damaged or built to be slow."
 _WEBM_CODECS: Final = frozenset({"opus", "vorbis", "vp8", "vp9", "av1"})
+_CHECKSUMMED: Final = frozenset({"flac"})  # lossless codecs whose frames carry a CRC
 
 
 class _NestedOpenRefused(Exception):
@@ -280,6 +281,10 @@ def _checked(container: av.container.InputContainer, upload: _Upload) -> OpenedA
     if context is None:
         raise UnsupportedMediaType(f"The audio uses a codec we cannot decode; {_SUPPORTED_HINT}.")
     codec = context.codec.canonical_name
+    if codec in _CHECKSUMMED:
+        # A FLAC frame whose CRC fails is otherwise decoded as it is (garbage at full scale, measured): make it a
+        # decoding error, which refuses the file, as libFLAC did.
+        context.options = {**context.options, "err_detect": "crccheck+explode"}
     channels = context.layout.nb_channels or context.channels
     rate = context.sample_rate
     if channels < 1:

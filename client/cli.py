@@ -47,7 +47,11 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+AUDIO_SUFFIXES = (
+    # what the server reads (FFmpeg): audio files, and videos whose first audio track is translated
+    ".wav", ".w64", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aac", ".m4a", ".m4b", ".mp4", ".mov", ".3gp",
+    ".webm", ".mkv", ".mka", ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".wma", ".wmv", ".asf", ".amr", ".avi",
+)  # fmt: skip
 PERMANENT_FAILURES = frozenset({"invalid_audio"})
 """Job error codes a new attempt cannot fix: ``batch`` re-runs resubmit other failures (and cancelled jobs)."""
 MAX_RESUBMITS = 3

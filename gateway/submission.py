@@ -22,6 +22,7 @@ from gateway.waiting import fetch_job
 from shared.api_keys import ApiKeyStore
 from shared.audio import AudioInfo, probe_audio
 from shared.errors import (
+    AudioTooLong,
     InvalidAudio,
     InvalidRequest,
     LanguageNotDetected,
@@ -45,10 +46,6 @@ speech (the worker's VAD drops anything under 0.25 s), so it could only ever com
 
 class EmptyText(InvalidRequest):
     code = "empty_text"
-
-
-class AudioTooLong(PayloadTooLarge):
-    code = "audio_too_long"
 
 
 class WebhooksNotConfigured(InvalidRequest):

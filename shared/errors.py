@@ -73,6 +73,13 @@ class PayloadTooLarge(M4TError):
     status_code = 413
 
 
+class AudioTooLong(PayloadTooLarge):
+    """Audio longer than ``M4T_MAX_AUDIO_S``: refused by the gateway from the file's length, or found by the worker
+    while decoding a file whose header understated its length (the job then fails with this code)."""
+
+    code = "audio_too_long"
+
+
 class JobNotFound(M4TError):
     code = "job_not_found"
     status_code = 404

@@ -74,6 +74,11 @@ class CommonSettings(BaseSettings):
     retry_delay_s: float = Field(default=10.0, gt=0)
     """First delay before a job that hit a transient failure (storage unreachable) runs again; doubles each time."""
 
+    max_audio_s: float = Field(default=4 * 3600.0, gt=0)
+    """Longest audio accepted (seconds). The gateway refuses longer files (413) from their container's length, or
+    from a scan of their packets where the container states none; the worker stops decoding any file at this
+    length and fails the job with `audio_too_long` (a header can understate the length)."""
+
     api_host: str = "127.0.0.1"
     """Address the API binds to."""
 
@@ -140,9 +145,6 @@ class GatewaySettings(CommonSettings):
         default=200_000, ge=1, validation_alias=AliasChoices("M4T_MAX_TEXT_CHARS", "MAX_TEXT_LENGTH")
     )
     """Longest text accepted (characters)."""
-
-    max_audio_s: float = Field(default=4 * 3600.0, gt=0)
-    """Longest audio accepted (seconds), read from the file's header at submission."""
 
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     """How long an `Idempotency-Key` is remembered (seconds)."""

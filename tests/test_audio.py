@@ -1,6 +1,9 @@
 """Tests of shared/audio.py: probing, decoding to 16 kHz mono, streaming and the typed errors (encoding:
 test_audio_encode.py).
 
+Probing and decoding (shared/audio_decode.py, on FFmpeg) are tested here with files that libsndfile writes; the
+other containers, and what FFmpeg must never open, are in test_audio_container.py.
+
 Every signal is generated here: sine tones with a different frequency in each channel, so that a downmix that
 drops a channel shows up as a missing peak in the spectrum of the decoded audio.
 """
@@ -12,12 +15,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import numpy.typing as npt
 import pytest
 import soundfile as sf
+import soxr
 
-from shared import audio
 from shared.audio import (
     TARGET_SAMPLE_RATE,
     AudioInfo,
@@ -26,7 +30,8 @@ from shared.audio import (
     iter_decoded_blocks,
     probe_audio,
 )
-from shared.errors import InvalidAudio, UnsupportedMediaType
+from shared.audio_encode import OUTPUT_FORMATS, encode_audio
+from shared.errors import AudioTooLong, InvalidAudio, UnsupportedMediaType
 
 Array = npt.NDArray[np.float32]
 
@@ -43,6 +48,15 @@ CODECS: dict[str, tuple[str, str, str]] = {
     "ogg_vorbis": ("OGG", "VORBIS", "ogg"),
     "ogg_opus": ("OGG", "OPUS", "ogg"),
     "mp3": ("MP3", "MPEG_LAYER_III", "mp3"),
+}
+# name -> the codec FFmpeg reports (AudioInfo.subtype)
+FFMPEG_CODECS = {
+    "wav_pcm16": "pcm_s16le",
+    "wav_float": "pcm_f32le",
+    "flac": "flac",
+    "ogg_vorbis": "vorbis",
+    "ogg_opus": "opus",
+    "mp3": "mp3",
 }
 LOSSLESS = {"wav_pcm16", "wav_float", "flac"}
 RATES = (8_000, 16_000, 44_100, 48_000)
@@ -97,9 +111,9 @@ def peak_hz(signal: Array, rate: int) -> float:
 
 
 def frame_tolerance(codec: str, frames: int) -> int:
-    """1 % of the length; MP3 also one MPEG-1 frame (1152 samples): encoders pad to whole frames and only the
-    LAME/Xing header says how much, so a decoder without it may report up to a frame more."""
-    return frames // 100 + (1152 if codec == "mp3" else 0)
+    """1 % of the length; MP3 also two MPEG-1 frames (2 x 1152 samples): the probe sums the MP3's packets, which
+    include the encoder's delay and padding (the decoder drops them, using the LAME header)."""
+    return frames // 100 + (2 * 1152 if codec == "mp3" else 0)
 
 
 # ------------------------------------------------------------------------------------- probe and decode
@@ -109,12 +123,18 @@ def frame_tolerance(codec: str, frames: int) -> int:
 def test_probe_and_decode_every_format_rate_and_layout(codec: str, rate: int, channels: int) -> None:
     freqs = CHANNEL_TONES[:channels]
     data = write(tone(rate, 1.0, freqs), rate, codec)
-    _, subtype, fmt = CODECS[codec]
+    fmt = CODECS[codec][2]
+    reported_rate = 48_000 if codec == "ogg_opus" else rate  # Opus always decodes at 48 kHz
 
     info = probe_audio(io.BytesIO(data))
-    assert (info.format, info.subtype, info.sample_rate, info.channels) == (fmt, subtype, rate, channels)
-    assert abs(info.frames - rate) <= frame_tolerance(codec, rate)
-    assert info.duration_s == pytest.approx(1.0, abs=frame_tolerance(codec, rate) / rate)
+    assert (info.format, info.subtype, info.sample_rate, info.channels) == (
+        fmt,
+        FFMPEG_CODECS[codec],
+        reported_rate,
+        channels,
+    )
+    assert abs(info.frames - reported_rate) <= frame_tolerance(codec, reported_rate)
+    assert info.duration_s == pytest.approx(1.0, abs=frame_tolerance(codec, reported_rate) / reported_rate)
 
     decoded = decode_audio(data)
     assert decoded.dtype == np.float32
@@ -168,14 +188,16 @@ def test_blocks_concatenate_to_decode_audio(codec: str) -> None:
     np.testing.assert_allclose(np.concatenate(blocks), decode_audio(data), atol=1e-6)
 
 
-def test_small_read_blocks_give_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many reads through one soxr stream must equal one big read: the resampler state carries over."""
-    data = write(tone(44_100, 1.5, (440.0, 1000.0, 0.0)), 44_100, "flac")
-    whole = decode_audio(data)
-    monkeypatch.setattr(audio, "_READ_BLOCK_SAMPLES", 3 * 997)
-    pieces = decode_audio(data)
-    assert len(pieces) == len(whole) == 24_000
-    np.testing.assert_allclose(pieces, whole, atol=1e-5)
+def test_many_decoded_frames_resample_as_one_signal() -> None:
+    """FFmpeg hands over one FLAC frame (4096 samples) at a time; through one soxr stream they must give what
+    resampling the whole downmixed signal at once gives: the resampler's state carries over between frames."""
+    samples = tone(44_100, 1.5, (440.0, 1000.0, 0.0))
+    data = write(samples, 44_100, "flac")
+    decoded = decode_audio(data)
+    downmix = np.round(samples * 32767) / 32768  # what PCM_16 holds
+    whole = soxr.resample(downmix.mean(axis=1), 44_100, 16_000, quality="HQ").astype(np.float32)
+    assert len(decoded) == len(whole) == 24_000
+    np.testing.assert_allclose(decoded, whole, atol=2e-5)
 
 
 def test_iterator_checks_arguments_at_once_and_audio_lazily() -> None:
@@ -188,14 +210,28 @@ def test_iterator_checks_arguments_at_once_and_audio_lazily() -> None:
         next(blocks)
 
 
-def test_nan_in_a_late_block_fails_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_in_a_late_block_fails_the_stream() -> None:
     samples = tone(16_000, 1.0, (440.0,))
     samples[12_000, 0] = np.nan
-    monkeypatch.setattr(audio, "_READ_BLOCK_SAMPLES", 4_000)
-    blocks = iter_decoded_blocks(wav_bytes(samples, 16_000, "FLOAT"), block_s=0.1)
+    blocks = iter_decoded_blocks(wav_bytes(samples, 16_000, "FLOAT"), block_s=0.1)  # FFmpeg reads 1024 at a time
     assert len(next(blocks)) == 1_600  # the first blocks are fine...
     with pytest.raises(InvalidAudio, match="NaN"):
         list(blocks)  # ...until the bad one is read
+
+
+# ---------------------------------------------------------------------------------------- our output read back
+
+
+@pytest.mark.parametrize("fmt", [f for f in OUTPUT_FORMATS if f != "pcm"])
+def test_every_output_format_reads_back_through_the_upload_decoder(fmt: str) -> None:
+    """A user may upload what the service made: every output format but raw pcm probes and decodes."""
+    waveform = tone(16_000, 1.0, (440.0,))[:, 0]
+    encoded = encode_audio(waveform, fmt, sample_rate=16_000)
+    info = probe_audio(encoded)
+    assert info.duration_s == pytest.approx(1.0, abs=0.08)
+    decoded = decode_audio(encoded)
+    assert len(decoded) == pytest.approx(16_000, abs=0.08 * 16_000)
+    assert amplitude_at(decoded, 16_000, 440.0) == pytest.approx(AMPLITUDE, rel=0.3)
 
 
 def test_duration_s() -> None:
@@ -294,36 +330,46 @@ def test_text_file(tmp_path: Path) -> None:
         decode_audio(path)
 
 
-def test_audio_format_we_do_not_accept() -> None:
+@pytest.mark.parametrize(
+    ("container", "fmt", "codec"),
+    [
+        ("AIFF", "aiff", "pcm_s16be"),
+        ("AU", "au", "pcm_s16be"),
+        ("W64", "w64", "pcm_s16le"),
+        ("CAF", "caf", "pcm_s16be"),
+    ],
+)
+def test_pcm_containers_libsndfile_writes_are_read(container: str, fmt: str, codec: str) -> None:
+    """Refused (415) while libsndfile read uploads; FFmpeg reads them all."""
     buffer = io.BytesIO()
-    sf.write(buffer, tone(16_000, 0.1, (440.0,)), 16_000, format="AIFF")
-    with pytest.raises(UnsupportedMediaType, match="AIFF"):
-        probe_audio(buffer.getvalue())
+    sf.write(buffer, tone(16_000, 0.5, (440.0, 880.0)), 16_000, format=container, subtype="PCM_16")
+    info = probe_audio(buffer.getvalue())
+    assert (info.format, info.subtype, info.channels, info.frames) == (fmt, codec, 2, 8_000)
+    decoded = decode_audio(buffer.getvalue())
+    assert len(decoded) == 8_000
+    assert amplitude_at(decoded, 16_000, 880.0) == pytest.approx(AMPLITUDE / 2, rel=0.05)
 
 
-def test_wav_truncated_in_the_middle_of_its_data() -> None:
+def test_wav_cut_short_is_the_shorter_file_it_holds() -> None:
+    """Decision (FFmpeg's, as libsndfile's and every player's): a ``data`` chunk that claims more than the file
+    holds is read as what is there. Nothing parses the RIFF chunks to second-guess it: the length charged and
+    decoded is the length that is really there."""
     data = wav_bytes(tone(16_000, 2.0, (440.0,)), 16_000)
     cut = data[: len(data) // 2]
-    # libsndfile alone would happily report (and decode) the half that is left:
-    assert sf.info(io.BytesIO(cut)).frames < 16_000
-    with pytest.raises(InvalidAudio, match="truncated") as excinfo:
-        probe_audio(cut)
-    assert excinfo.value.details["declared_bytes"] == 64_000
-    with pytest.raises(InvalidAudio, match="truncated"):
-        decode_audio(cut)
-    # Losing the last byte of a frame is not "clearly missing" data.
-    assert probe_audio(data[:-1]).frames == 31_999
+    info = probe_audio(cut)
+    assert info.frames == (len(cut) - 44) // 2
+    assert len(decode_audio(cut)) == info.frames
+    assert len(decode_audio(data[:-1])) == 31_999  # the last frame lost one byte of two
+    assert probe_audio(data[:-1]).frames in (31_999, 32_000)  # FFmpeg rounds the half frame up
 
 
-def test_wav_header_claiming_hours_with_1_kb_of_data() -> None:
+def test_wav_header_claiming_hours_with_1_kb_of_data_is_1_kb_of_audio() -> None:
     data = bytearray(wav_bytes(tone(16_000, 1.0, (440.0,)), 16_000)[: 44 + 1024])
     claimed = 4 * 3600 * 16_000 * 2  # four hours of 16-bit mono
     struct.pack_into("<I", data, 4, 36 + claimed)
     struct.pack_into("<I", data, 40, claimed)
-    with pytest.raises(InvalidAudio, match="truncated"):
-        probe_audio(bytes(data))
-    with pytest.raises(InvalidAudio, match="truncated"):
-        decode_audio(bytes(data))
+    assert probe_audio(bytes(data)).frames == 512
+    assert len(decode_audio(bytes(data))) == 512
 
 
 def test_compressed_headers_claiming_far_more_than_the_file_holds() -> None:
@@ -332,14 +378,53 @@ def test_compressed_headers_claiming_far_more_than_the_file_holds() -> None:
     assert xing > 0
     mp3[xing + 8 : xing + 12] = (0x00FFFFFF).to_bytes(4, "big")  # 16.7 M frames, ~9.7 G samples in ~4 KB
     assert sf.info(io.BytesIO(bytes(mp3))).frames > 10**9  # libsndfile believes it
-    with pytest.raises(InvalidAudio, match="claims far more audio"):
-        probe_audio(bytes(mp3))
+    assert probe_audio(bytes(mp3)).duration_s == pytest.approx(1.0, abs=0.15)  # the probe counts the packets
+    assert len(decode_audio(bytes(mp3))) == pytest.approx(16_000, abs=1152)
 
     flac = bytearray(write(tone(16_000, 1.0, (440.0,)), 16_000, "flac"))
     packed = int.from_bytes(flac[18:26], "big")
     flac[18:26] = ((packed & ~((1 << 36) - 1)) | 2**35).to_bytes(8, "big")  # 34 G samples
-    with pytest.raises(InvalidAudio, match="claims far more audio"):
+    with pytest.raises(InvalidAudio, match="truncated or corrupt"):
+        probe_audio(bytes(flac))
+    with pytest.raises(InvalidAudio, match="ended early"):
         decode_audio(bytes(flac))
+
+
+def test_mp3_whose_header_understates_its_length_is_measured_and_decoded_whole() -> None:
+    """A 1 s MP3 (its Xing header says 1 s) followed by 20 s more: libsndfile stopped at the header's 1 s (the
+    rest silently dropped); the probe counts all of it, and the decoders decode all of it."""
+    lying = write(tone(16_000, 1.0, (440.0,)), 16_000, "mp3") + write(tone(16_000, 20.0, (440.0,)), 16_000, "mp3")
+    assert sf.info(io.BytesIO(lying)).frames == 16_000
+    assert probe_audio(lying).duration_s == pytest.approx(21.0, abs=0.3)
+    assert len(decode_audio(lying)) / 16_000 == pytest.approx(21.0, abs=0.3)
+
+
+def test_decoders_stop_past_max_seconds() -> None:
+    """The worker passes M4T_MAX_AUDIO_S: nothing is decoded much past it, whatever the header said."""
+    lying = write(tone(16_000, 1.0, (440.0,)), 16_000, "mp3") + write(tone(16_000, 20.0, (440.0,)), 16_000, "mp3")
+    with pytest.raises(AudioTooLong) as excinfo:
+        decode_audio(lying, max_seconds=5.0)
+    assert (excinfo.value.code, excinfo.value.status_code) == ("audio_too_long", 413)
+    assert excinfo.value.details["limit"] == 5.0
+    assert 5.0 < excinfo.value.details["decoded_s"] < 5.1
+    blocks = iter_decoded_blocks(wav_bytes(tone(16_000, 3.0, (440.0,)), 16_000), block_s=0.5, max_seconds=2)
+    received = [next(blocks) for _ in range(3)]  # 1.5 s come through...
+    with pytest.raises(AudioTooLong):
+        list(blocks)  # ...then the decoder passes 2 s and stops
+    assert sum(len(b) for b in received) == 24_000
+    assert len(decode_audio(wav_bytes(tone(16_000, 2.0, (440.0,)), 16_000), max_seconds=2.0)) == 32_000
+    with pytest.raises(ValueError, match="max_seconds"):
+        iter_decoded_blocks(b"whatever", max_seconds=0)
+
+
+def test_a_sample_rate_change_mid_stream_is_resampled_piece_by_piece() -> None:
+    """Two MP3s at different rates, one after the other (what a naive concatenation gives)."""
+    first = write(tone(16_000, 1.0, (440.0,)), 16_000, "mp3")
+    second = write(tone(24_000, 1.0, (1000.0,)), 24_000, "mp3")
+    decoded = decode_audio(first + second)
+    assert len(decoded) == pytest.approx(32_000, abs=2 * 1152)
+    assert peak_hz(decoded[2_000:14_000], 16_000) == pytest.approx(440.0, abs=5)
+    assert peak_hz(decoded[-14_000:-2_000], 16_000) == pytest.approx(1000.0, abs=5)
 
 
 def test_streamed_wav_with_unknown_length_placeholders_is_accepted() -> None:
@@ -351,16 +436,19 @@ def test_streamed_wav_with_unknown_length_placeholders_is_accepted() -> None:
         assert len(decode_audio(bytes(data))) == 8_000
 
 
-def test_big_endian_rifx_wav_and_its_truncation() -> None:
+def test_big_endian_rifx_wav_is_refused_rather_than_decoded_as_noise() -> None:
+    """FFmpeg 8.1 decodes RIFX's big-endian PCM as if it were little-endian (libsndfile read it right)."""
     buffer = io.BytesIO()
     sf.write(buffer, tone(16_000, 1.0, (440.0, 880.0)), 16_000, format="WAV", subtype="PCM_24", endian="BIG")
     data = buffer.getvalue()
     assert data[:4] == b"RIFX"
-    info = probe_audio(data)
-    assert (info.format, info.subtype, info.channels, info.frames) == ("wav", "PCM_24", 2, 16_000)
-    with pytest.raises(InvalidAudio, match="truncated") as excinfo:
-        probe_audio(data[: len(data) // 2])
-    assert excinfo.value.details["declared_bytes"] == 16_000 * 2 * 3
+    with av.open(io.BytesIO(data)) as container:  # what FFmpeg itself makes of it
+        frames = [f.to_ndarray() for f in container.decode(audio=0)]
+    assert np.abs(np.concatenate(frames, axis=1)).max() > 0.9 * 2**31  # full-scale noise from a 0.5 tone
+    with pytest.raises(UnsupportedMediaType, match="RIFX"):
+        probe_audio(data)
+    with pytest.raises(UnsupportedMediaType, match="RIFX"):
+        decode_audio(data)
 
 
 @pytest.mark.parametrize("container", ["RF64", "WAVEX"])
@@ -368,11 +456,8 @@ def test_rf64_and_wavex_are_wav(container: str) -> None:
     buffer = io.BytesIO()
     sf.write(buffer, tone(16_000, 0.5, (440.0, 880.0)), 16_000, format=container, subtype="FLOAT")
     info = probe_audio(buffer.getvalue())
-    assert (info.format, info.subtype, info.channels, info.frames) == ("wav", "FLOAT", 2, 8_000)
+    assert (info.format, info.subtype, info.channels, info.frames) == ("wav", "pcm_f32le", 2, 8_000)
     assert len(decode_audio(buffer.getvalue())) == 8_000
-    cut = buffer.getvalue()[:20_000]
-    with pytest.raises(InvalidAudio, match="truncated"):
-        probe_audio(cut)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -406,7 +491,7 @@ def test_absurd_sample_rate_and_too_many_channels() -> None:
 
 def test_truncated_flac_fails_when_decoded() -> None:
     """A FLAC cut in half still has an intact STREAMINFO: the probe's seek to its end finds the cut, and so does
-    decoding. A frame damaged mid-stream passes the probe; only decoding finds it."""
+    decoding. Frames damaged mid-stream are dropped by FFmpeg's FLAC parser: decoding then ends early."""
     data = write(tone(16_000, 2.0, (440.0,)), 16_000, "flac")
     cut = data[: len(data) // 2]
     with pytest.raises(InvalidAudio, match="truncated or corrupt"):
@@ -419,8 +504,7 @@ def test_truncated_flac_fails_when_decoded() -> None:
     damaged[len(data) // 3 : len(data) // 3 + 64] = bytes(
         b ^ 0xFF for b in damaged[len(data) // 3 : len(data) // 3 + 64]
     )
-    assert probe_audio(bytes(damaged)).frames == 32_000
-    with pytest.raises(InvalidAudio, match="corrupt or truncated"):
+    with pytest.raises(InvalidAudio, match="truncated or corrupt"):
         decode_audio(bytes(damaged))
 
 
@@ -437,7 +521,6 @@ def test_flac_corrupt_mid_file() -> None:
     data = bytearray(write(tone(16_000, 2.0, (440.0,)), 16_000, "flac"))
     middle = len(data) // 2
     data[middle : middle + 200] = bytes(200)
-    assert probe_audio(bytes(data)).frames == 32_000  # the header is intact
     with pytest.raises(InvalidAudio, match="corrupt"):
         decode_audio(bytes(data))
 
@@ -448,8 +531,8 @@ def test_opus_losing_pages_mid_file_ended_early() -> None:
     data[middle : middle + 2000] = bytes(2000)
     with pytest.raises(InvalidAudio, match="ended early") as excinfo:
         decode_audio(bytes(data))
-    assert excinfo.value.details["claimed_frames"] == 64_000
-    assert excinfo.value.details["decoded_frames"] < 0.99 * 64_000
+    assert excinfo.value.details["stated_s"] == pytest.approx(4.0, abs=0.01)
+    assert excinfo.value.details["decoded_s"] < 0.99 * 4.0
 
 
 def test_truncated_mp3_is_decoded_leniently() -> None:

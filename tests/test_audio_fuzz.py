@@ -1,14 +1,16 @@
-"""Property-based fuzzing of the audio probe and decoder (``shared.audio``) with hypothesis.
+"""Property-based fuzzing of the audio probe and decoder (``shared.audio``, on FFmpeg) with hypothesis.
 
 Whatever bytes come in, ``probe_audio`` and ``decode_audio`` either succeed or raise ``InvalidAudio`` /
-``UnsupportedMediaType`` with one of our own messages: never another exception, never a libsndfile message, and
-every example finishes within the deadline. What decodes is 1-D finite float32 at 16 kHz whose length follows
-the probed duration; what decodes also probes (the gateway never refuses audio the worker could translate).
+``UnsupportedMediaType`` with one of our own messages: never another exception, never an FFmpeg or libsndfile
+message, never a crash, and every example finishes within the deadline. What decodes is 1-D finite float32 at
+16 kHz. For valid files, what decodes also probes (the gateway never refuses audio the worker could translate) and
+its length follows the probed duration.
 
-Inputs: arbitrary bytes (also behind each format's magic number), mutations of real files made from a short
-clip of ``tests/data/speech_en.wav`` (bit flips, truncations, header fields overwritten) in WAV, FLAC, OGG Vorbis,
-OGG Opus and MP3, and valid files with random rates, channel counts and lengths. Deterministic
-(``derandomize=True``, no example database) and bounded (345 examples in all, a few seconds).
+Inputs: arbitrary bytes (also behind each format's magic number), mutations of real files (bit flips,
+truncations, header bytes overwritten): WAV, FLAC, OGG Vorbis, OGG Opus and MP3 made from a short clip of
+``tests/data/speech_en.wav``, and the committed M4A (AAC, ALAC), MOV, MP4 with video, WebM (Opus), MKV (Vorbis),
+AIFF, CAF, WMA and AMR files; and valid files with random rates, channel counts and lengths. Deterministic
+(``derandomize=True``, no example database) and bounded (about 460 examples in all, several seconds).
 """
 
 from __future__ import annotations
@@ -59,6 +61,19 @@ BASES: dict[str, tuple[str, str, int, int]] = {
     "ogg_opus": ("OGG", "OPUS", 16_000, 1),
     "mp3": ("MP3", "MPEG_LAYER_III", 16_000, 1),
 }
+# The committed container files (tests/data/make_containers.py), mutated like the others.
+COMMITTED = {
+    "m4a_aac": "speech_en.m4a",
+    "m4a_alac": "speech_fr_alac.m4a",
+    "mov": "speech_en.mov",
+    "mp4_video": "speech_en_video.mp4",
+    "webm_opus": "speech_en.webm",
+    "mkv_vorbis": "speech_fr.mkv",
+    "aiff": "speech_en.aiff",
+    "caf": "speech_fr.caf",
+    "wma": "speech_en.wma",
+    "amr": "speech_en.amr",
+}
 MAGIC = [
     b"RIFF\x24\x00\x00\x00WAVEfmt ",
     b"RF64\xff\xff\xff\xffWAVEds64",
@@ -66,6 +81,14 @@ MAGIC = [
     b"OggS\x00\x02",
     b"ID3\x04\x00",
     b"\xff\xfb",
+    b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00",
+    b"\x1a\x45\xdf\xa3",  # EBML (Matroska, WebM)
+    b"FORM\x00\x00\x10\x00AIFF",
+    b"caff\x00\x01\x00\x00",
+    b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF
+    b"#!AMR\n",
+    b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n",
+    b"ffconcat version 1.0\n",
 ]
 
 
@@ -78,6 +101,8 @@ def clip() -> np.ndarray:
 
 @cache
 def base_file(name: str) -> bytes:
+    if name in COMMITTED:
+        return (DATA / COMMITTED[name]).read_bytes()
     container, subtype, rate, channels = BASES[name]
     wave = clip()
     if rate != 16_000:
@@ -98,6 +123,7 @@ def _check_error(exc: InvalidAudio | UnsupportedMediaType) -> None:
     assert isinstance(message, str) and message
     lowered = message.lower()
     assert "libsndfile" not in lowered and "psf_" not in lowered and "error opening" not in lowered, message
+    assert "errno" not in lowered and "avformat" not in lowered and "avcodec" not in lowered, message
     assert exc.status_code in (415, 422)
 
 
@@ -106,8 +132,14 @@ def _output_samples(frames: int, rate: int) -> int:
     return max(1, (2 * frames * TARGET_SAMPLE_RATE + rate) // (2 * rate))
 
 
-def check_audio(data: bytes) -> tuple[AudioInfo | None, np.ndarray | None]:
-    """Probe and decode ``data``; assert the properties; return what each gave (None when refused)."""
+def check_audio(data: bytes, *, valid: bool = False) -> tuple[AudioInfo | None, np.ndarray | None]:
+    """Probe and decode ``data``; assert the properties; return what each gave (None when refused).
+
+    For ``valid`` files, what decodes also probes and the lengths agree. Damaged files may be refused by one and
+    not the other (the probe decodes only the end of the stream), and a damaged header can state any length:
+    there the worker's limit on what it decodes and the quota's charge of what was decoded take over (tested in
+    test_audio.py and test_api_containers.py), so only the typed errors and a sane waveform are asserted.
+    """
     info: AudioInfo | None = None
     wave: np.ndarray | None = None
     try:
@@ -119,7 +151,7 @@ def check_audio(data: bytes) -> tuple[AudioInfo | None, np.ndarray | None]:
     except (InvalidAudio, UnsupportedMediaType) as exc:
         _check_error(exc)
     if info is not None:
-        assert info.format in ("wav", "flac", "ogg", "mp3")
+        assert info.format in FORMATS
         assert info.frames >= 1 and 1 <= info.channels <= 64
         assert 1_000 <= info.sample_rate <= 384_000
         assert math.isfinite(info.duration_s) and info.duration_s > 0
@@ -127,15 +159,13 @@ def check_audio(data: bytes) -> tuple[AudioInfo | None, np.ndarray | None]:
         assert isinstance(wave, np.ndarray)
         assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) >= 1
         assert np.isfinite(wave).all()
-        assert info is not None, "audio that decodes must pass the probe (the gateway would refuse it)"
+    if valid:
+        assert info is not None and wave is not None, "valid audio refused"
+        # What the worker decodes is what the gateway measured, within 1 % or a few codec frames (packets hold
+        # the encoder's delay and padding; containers state lengths to a frame).
         expected = _output_samples(info.frames, info.sample_rate)
-        if info.format == "mp3":
-            # libsndfile never decodes past its MP3 frame estimate; a damaged MP3 decodes to what survives.
-            assert len(wave) <= expected
-        else:
-            # WAV, FLAC and OGG: at least 99 % of the claimed frames, never more.
-            floor = _output_samples(math.ceil(0.99 * info.frames), info.sample_rate)
-            assert floor <= len(wave) <= expected, (len(wave), expected, info)
+        slack = expected // 100 + round(0.3 * TARGET_SAMPLE_RATE)
+        assert expected - slack <= len(wave) <= expected + slack, (len(wave), expected, info)
     return info, wave
 
 
@@ -156,10 +186,12 @@ def test_arbitrary_bytes_behind_a_magic_number(magic: bytes, tail: bytes) -> Non
 
 # --- mutated real files -----------------------------------------------------------------------------------------
 
-base_names = st.sampled_from(sorted(BASES))
+base_names = st.sampled_from(sorted([*BASES, *COMMITTED]))
+FORMATS = {"wav", "w64", "aiff", "caf", "au", "flac", "ogg", "mp3", "aac", "amr", "m4a", "mp4", "mov", "3gp"}
+FORMATS |= {"webm", "mkv", "wma", "avi"}
 
 
-@fuzz(50)
+@fuzz(90)
 @given(base_names, st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 7)), min_size=1, max_size=8))
 def test_bit_flips(name: str, flips: list[tuple[float, int]]) -> None:
     data = bytearray(base_file(name))
@@ -168,17 +200,18 @@ def test_bit_flips(name: str, flips: list[tuple[float, int]]) -> None:
     check_audio(bytes(data))
 
 
-@fuzz(40)
+@fuzz(70)
 @given(base_names, st.floats(0, 1, exclude_max=True))
 def test_truncations(name: str, keep: float) -> None:
     data = base_file(name)
     check_audio(data[: int(keep * len(data))])
 
 
-@fuzz(50)
+@fuzz(90)
 @given(base_names, st.integers(0, 127), st.binary(min_size=1, max_size=8))
 def test_header_bytes_overwritten(name: str, offset: int, patch: bytes) -> None:
-    """The first 128 bytes hold every container's header (RIFF/fmt/data, STREAMINFO, Ogg/Vorbis/Opus, Xing)."""
+    """The first 128 bytes hold most containers' headers (RIFF/fmt/data, STREAMINFO, Ogg/Vorbis/Opus, Xing,
+    ftyp, EBML, FORM/COMM, ASF header)."""
     data = bytearray(base_file(name))
     data[offset : offset + len(patch)] = patch
     check_audio(bytes(data))
@@ -277,7 +310,13 @@ def valid_files(draw: st.DrawFn) -> tuple[bytes, str, int, int, int]:
     container, subtype, rates, most_channels = draw(st.sampled_from(ENCODINGS))
     rate = draw(rates)
     channels = draw(st.integers(1, most_channels))
-    frames = draw(st.one_of(st.integers(1, 8), st.integers(1, 4_000)))
+    if subtype == "VORBIS":
+        # FFmpeg's Vorbis decoder gives nothing for a stream's last packet as libsndfile writes it (up to 128
+        # frames lost at the end, less than 1 ms at 192 kHz, 16 ms at 8 kHz); a one-packet stream decodes to
+        # nothing at all. Files that short are refused by the gateway anyway (under 0.1 s).
+        frames = draw(st.integers(1_024, 4_000))
+    else:
+        frames = draw(st.one_of(st.integers(1, 8), st.integers(1, 4_000)))
     amplitude = draw(st.sampled_from([0.0, 1e-4, 0.5, 1.0, 4.0]))
     seed = draw(st.integers(0, 2**32 - 1))
     wave = np.random.default_rng(seed).uniform(-amplitude, amplitude, (frames, channels)).astype(np.float32)
@@ -290,9 +329,11 @@ def valid_files(draw: st.DrawFn) -> tuple[bytes, str, int, int, int]:
 @given(valid_files())
 def test_valid_files_probe_exactly_and_decode(case: tuple[bytes, str, int, int, int]) -> None:
     data, container, rate, channels, frames = case
-    info, wave = check_audio(data)
-    assert info is not None and wave is not None, f"valid {container} refused"
-    assert (info.sample_rate, info.channels) == (rate, channels)
-    if container in ("WAV", "FLAC", "OGG") and info.subtype != "OPUS":
+    info, wave = check_audio(data, valid=True)
+    assert info is not None and wave is not None
+    opus = info.subtype == "opus"
+    assert (info.sample_rate, info.channels) == (48_000 if opus else rate, channels)  # Opus decodes at 48 kHz
+    if container in ("WAV", "FLAC", "OGG") and not opus:
         assert info.frames == frames
+    if container in ("WAV", "FLAC"):
         assert len(wave) == _output_samples(frames, rate)

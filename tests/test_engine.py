@@ -167,7 +167,7 @@ def test_every_input_format_rate_and_layout_translates(
 def test_corrupt_audio_is_a_typed_error() -> None:
     data = (DATA / "speech_fr.wav").read_bytes()
     with pytest.raises(InvalidAudio):
-        decode_audio(data[:100] + b"\x00" * 10)
+        decode_audio(data[:22] + b"\x00\x00" + data[24:])  # 0 channels (a WAV cut short is just shorter)
     with pytest.raises(InvalidAudio):
         decode_audio(b"")
 

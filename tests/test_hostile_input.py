@@ -26,6 +26,7 @@ import soundfile as sf
 import soxr
 from services import RedisServer, S3Server
 from stack import GatewayProcess, RunningStack, running_stack, stack_env
+from watchers import FifoWatch, RecordingServer, hls_playlist
 
 from shared.priority import broker_queue_lists
 
@@ -165,6 +166,8 @@ def png() -> bytes:
     return b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 8
 
 
+M4A = (DATA / "speech_en.m4a").read_bytes()
+WEBM = (DATA / "speech_en.webm").read_bytes()
 FLAC = encode(speech(), 16_000, "FLAC")
 VORBIS = encode(speech(), 16_000, "OGG", "VORBIS")
 OPUS = encode(speech(), 16_000, "OGG", "OPUS")
@@ -228,14 +231,13 @@ REFUSED: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("vorbis cut in half", "jobs", speech_job(VORBIS[: len(VORBIS) // 2], name="a.ogg"), 422, "invalid_audio"),
     ("opus cut in half", "jobs", speech_job(OPUS[: len(OPUS) // 2], name="a.opus"), 422, "invalid_audio"),
     ("opus with damaged pages", "jobs", speech_job(bit_flipped(OPUS, len(OPUS) // 3)), 422, "invalid_audio"),
-    ("wav missing 1 KiB", "jobs", speech_job(WAV[:-1024]), 422, "invalid_audio"),
     ("wav with 0 channels", "jobs", speech_job(WAV[:22] + b"\x00\x00" + WAV[24:]), 422, "invalid_audio"),
     ("wav at 1 Hz", "jobs", speech_job(WAV[:24] + struct.pack("<I", 1) + WAV[28:]), 422, "invalid_audio"),
     ("wav at 1 GHz", "jobs", speech_job(WAV[:24] + struct.pack("<I", 10**9) + WAV[28:]), 422, "invalid_audio"),
     (
         "riff magic then garbage",
         "jobs",
-        speech_job(b"RIFF\x00\x00\x00\x00WAVEnot really audio"),
+        speech_job(b"RIFF\x00\x00\x00\x00WAVE" + b"not really audio" * 8),
         422,
         "invalid_audio",
     ),
@@ -255,8 +257,39 @@ REFUSED: list[tuple[str, str, dict[str, Any], int, str]] = [
         415,
         "unsupported_media_type",
     ),
-    ("aiff named .wav", "jobs", speech_job(encode(tone(0.5), 16_000, "AIFF")), 415, "unsupported_media_type"),
-    ("au named .wav", "jobs", speech_job(encode(tone(0.5), 16_000, "AU")), 415, "unsupported_media_type"),
+    (
+        "jpeg named .m4a",
+        "jobs",
+        speech_job(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(4000), name="a.m4a", content_type="audio/mp4"),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "hls playlist",
+        "jobs",
+        speech_job(
+            (DATA / "hostile.m3u8").read_bytes(), name="list.m3u8", content_type="application/vnd.apple.mpegurl"
+        ),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "ffconcat list",
+        "jobs",
+        speech_job(b"ffconcat version 1.0\nfile '/etc/passwd'\n", name="list.txt", content_type="text/plain"),
+        415,
+        "unsupported_media_type",
+    ),
+    # a container without audio, or cut short
+    (
+        "video without audio",
+        "jobs",
+        speech_job((DATA / "video_only.mp4").read_bytes(), name="v.mp4"),
+        422,
+        "invalid_audio",
+    ),
+    ("m4a cut in half", "jobs", speech_job(M4A[: len(M4A) // 2], name="a.m4a"), 422, "invalid_audio"),
+    ("webm cut at 80%", "jobs", speech_job(WEBM[: len(WEBM) * 4 // 5], name="a.webm"), 422, "invalid_audio"),
     (
         "json body labelled multipart",
         "jobs",
@@ -282,10 +315,7 @@ REFUSED: list[tuple[str, str, dict[str, Any], int, str]] = [
         422,
         "invalid_audio",
     ),
-    # files claiming hours in a tiny header
-    ("wav claiming 3 h", "jobs", speech_job(wav_claiming(3 * 3600)), 422, "invalid_audio"),
-    ("wav claiming 5 h", "jobs", speech_job(wav_claiming(5 * 3600)), 422, "invalid_audio"),
-    ("rf64 claiming 100 h", "jobs", speech_job(rf64_claiming(100 * 3600)), 422, "invalid_audio"),
+    # files claiming hours in a tiny header (a WAV's is read as what it holds: see ACCEPTED)
     ("flac claiming 10 h", "jobs", speech_job(flac_claiming(10 * 3600), name="a.flac"), 422, "invalid_audio"),
     ("flac claiming 1 min", "jobs", speech_job(flac_claiming(60), name="a.flac"), 422, "invalid_audio"),
     # too short: 1 sample, and just under the 0.1 s minimum
@@ -544,6 +574,33 @@ def test_hostile_submissions_are_refused_and_leave_nothing_behind(
     assert gw.footprint() == before
 
 
+@pytest.mark.timeout(60)
+def test_a_playlist_naming_a_local_file_or_a_url_makes_the_gateway_open_nothing(gw: Gateway, tmp_path: Path) -> None:
+    """An uploaded HLS playlist whose segments are a local file (a FIFO: opening it is seen) and a URL on a loopback
+    HTTP server that records requests. Plain FFmpeg would open both (test_audio_container.py shows it); the
+    gateway refuses the upload (415) and neither is touched."""
+    fifo, server = FifoWatch(tmp_path), RecordingServer()
+    try:
+        for target in (str(fifo.path), f"file://{fifo.path}", server.url):
+            before = gw.footprint()
+            playlist = hls_playlist(target)
+            response = gw.http.post(
+                f"{API}/jobs",
+                **speech_job(playlist, name="playlist.m3u8", content_type="application/vnd.apple.mpegurl"),
+            )
+            assert_error(response, 415, "unsupported_media_type")
+            seed = gw.http.post(
+                f"{API}/s2tt", files={"audio_file": ("playlist.m3u8", playlist)}, data={"tgt_lang": "eng"}
+            )
+            assert_error(seed, 415, "unsupported_media_type")
+            assert gw.footprint() == before
+        assert not fifo.opened.wait(0.5)
+        assert server.requests == []
+    finally:
+        fifo.close()
+        server.close()
+
+
 def test_too_short_audio_says_how_long_it_is_and_the_minimum(gw: Gateway) -> None:
     response = gw.http.post(f"{API}/jobs", **speech_job(encode(np.full(1, 0.5, np.float32), 16_000)))
     error = assert_error(response, 422, "invalid_audio")
@@ -568,6 +625,14 @@ ACCEPTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("8 kHz wav", speech_job(encode(speech(8_000), 8_000)), {"channels": 1, "sample_rate": 8_000}),
     ("192 kHz wav", speech_job(encode(speech(192_000), 192_000)), {"channels": 1, "sample_rate": 192_000}),
     ("exactly 0.1 s", speech_job(encode(tone(0.1), 16_000)), {"duration_s": 0.1}),
+    # read by FFmpeg whatever their name (refused with 415 while libsndfile read uploads)
+    ("aiff named .wav", speech_job(encode(tone(0.5), 16_000, "AIFF")), {"format": "aiff", "duration_s": 0.5}),
+    ("au named .wav", speech_job(encode(tone(0.5), 16_000, "AU")), {"format": "au", "duration_s": 0.5}),
+    ("m4a named .wav", speech_job(M4A, content_type="audio/wav"), {"format": "m4a", "sample_rate": 16_000}),
+    # a WAV whose data chunk claims more than the file holds is the shorter file it holds (FFmpeg, as players)
+    ("wav missing 1 KiB", speech_job(WAV[:-1024]), {"duration_s": round((len(WAV) - 1024 - 44) / 32_000, 3)}),
+    ("wav claiming 3 h", speech_job(wav_claiming(3 * 3600)), {"duration_s": 0.1}),
+    ("rf64 claiming 100 h", speech_job(rf64_claiming(100 * 3600)), {"duration_s": 0.1}),
     (
         "surrogate pair in text",
         raw(b'{"task": "t2tt", "text": "\\ud83d\\ude00 ok", "src_lang": "fra", "tgt_lang": "eng"}'),

@@ -78,6 +78,7 @@ def run_inference_worker(settings: WorkerSettings, *, queues: list[str] | None =
             text_chunk_tokens=settings.text_chunk_tokens,
             max_output_pause_s=settings.max_output_pause_s,
             scratch_dir=scratch.path,
+            max_audio_s=settings.max_audio_s,
         ),
     )
 

@@ -3,7 +3,10 @@ scheduler (which shares generate calls between jobs), stitch the results back in
 
 - Speech input is downloaded from storage to a temporary file and decoded in blocks into a float32 file on disk,
   while the VAD reads the same blocks; each unit reads only its own segment back from that file when its call
-  comes: memory stays bounded whatever the duration and however many jobs are in flight.
+  comes: memory stays bounded whatever the duration and however many jobs are in flight. Decoding stops past
+  ``max_audio_s`` (``M4T_MAX_AUDIO_S``) and the job fails with ``audio_too_long``: the gateway measured the file
+  (from its header where the container states a length), and a header can understate it. What was decoded is
+  reported to the runner (``JobContext.decoded``), which settles the API key's audio quota to it.
 - Text input is split into sentences and packed into chunks under a token budget, never across paragraphs.
 - Planning (download, decode, VAD, sentence splitting) runs in the job's own thread, at most ``prep_concurrency``
   jobs at a time, while the model serves other jobs.
@@ -30,7 +33,7 @@ import numpy as np
 
 from shared.audio import iter_decoded_blocks
 from shared.audio_encode import CONTENT_TYPES, EXTENSIONS, encode_audio, output_rate
-from shared.errors import InferenceFailed
+from shared.errors import AudioTooLong, InferenceFailed, M4TError
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
 from worker.engine import ItemResult, SpeechItem, TextItem, TranslationEngine
@@ -53,20 +56,25 @@ class PipelineOptions:
     max_output_pause_s: float = 2.0
     scratch_dir: Path | None = None
     """Where jobs keep their decoded audio and speech output while they run (default: the system's temp dir)."""
+    max_audio_s: float | None = None
+    """Decoding stops past this many seconds of audio, and the job fails with ``audio_too_long``."""
 
 
 class JobContext:
-    """What the pipeline may tell the runner: progress, released results, and the points where it may be stopped."""
+    """What the pipeline may tell the runner: progress, released results, seconds of audio decoded, and the points
+    where it may be stopped."""
 
     def __init__(
         self,
         progress: Callable[[int, int], None],
         checkpoint: Callable[[], None],
         segment: Callable[[dict[str, Any]], None] | None = None,
+        decoded: Callable[[float], None] | None = None,
     ) -> None:
         self.progress = progress
         self.checkpoint = checkpoint
         self.segment = segment or (lambda _: None)
+        self.decoded = decoded or (lambda _: None)
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,8 @@ class TranslationPipeline:
         self, source: Path, scratch: Path, ctx: JobContext
     ) -> tuple[ScratchAudio, list[SpeechSegment]]:
         """One decoding pass: blocks go to a float32 file on disk and through the VAD (with a checkpoint between
-        blocks, so a long file can be cancelled or handed back while it is decoded)."""
+        blocks, so a long file can be cancelled or handed back while it is decoded). The seconds decoded go to
+        ``ctx.decoded`` once decoding ends, also when it ends in an error about the audio."""
         total = 0
         segmenter = self._segmenters.get()
         try:
@@ -167,15 +176,24 @@ class TranslationPipeline:
 
                 def blocks() -> Iterator[np.ndarray]:
                     nonlocal total
-                    for block in iter_decoded_blocks(source, block_s=DECODE_BLOCK_S):
+                    for block in iter_decoded_blocks(
+                        source, block_s=DECODE_BLOCK_S, max_seconds=self.options.max_audio_s
+                    ):
                         ctx.checkpoint()
                         out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
                         total += len(block)
                         yield block
 
                 segments = segmenter.segment(blocks(), sample_rate=SAMPLE_RATE)
+        except AudioTooLong as exc:
+            ctx.decoded(float(exc.details.get("decoded_s", total / SAMPLE_RATE)))
+            raise
+        except M4TError:
+            ctx.decoded(total / SAMPLE_RATE)
+            raise
         finally:
             self._segmenters.put(segmenter)
+        ctx.decoded(total / SAMPLE_RATE)
         return ScratchAudio(scratch, total), segments
 
     # -- text input --------------------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
+from shared.api_keys import ApiKeyStore
 from shared.errors import InferenceFailed, M4TError, StorageUnavailable
 from shared.jobs import ClaimOutcome, JobStore
 from shared.messages import JobMessage, output_key
@@ -254,4 +257,11 @@ class JobRunner:
         def segment(payload: dict[str, Any]) -> None:
             self.store.publish_segment(message.job_id, token=token, segment=payload)
 
-        return self.pipeline.run(message, JobContext(progress, checkpoint, segment))
+        def decoded(seconds: float) -> None:
+            """The key's audio quota pays for what was decoded, not for what the header said at submission."""
+            try:
+                ApiKeyStore(self.store.redis).settle_audio(message.job_id, seconds)
+            except redis.RedisError:
+                log.warning("job %s: could not settle the audio quota to %.1f s", message.job_id, seconds)
+
+        return self.pipeline.run(message, JobContext(progress, checkpoint, segment, decoded))

@@ -39,7 +39,14 @@ PreferHeader = Annotated[
 ]
 
 # A failed job's error code -> the status the synchronous endpoints answer with.
-_CLIENT_ERROR_CODES = {"invalid_audio", "unsupported_language", "invalid_request", "empty_text"}
+_CLIENT_ERROR_CODES = {
+    "invalid_audio",
+    "unsupported_media_type",
+    "audio_too_long",  # the worker decoded past M4T_MAX_AUDIO_S: the file's header understated its length
+    "unsupported_language",
+    "invalid_request",
+    "empty_text",
+}
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **ERROR_RESPONSES,

@@ -1,46 +1,58 @@
 """Probing an upload and decoding it to 16 kHz mono float32, with FFmpeg (PyAV) and libsoxr.
 
 No torch here: the gateway imports this module. Files are opened by :mod:`shared.audio_container` (from their
-bytes only, through an allow-list of demuxers; see there for what is read and why that is safe).
+bytes only, through an allow-list of demuxers; see there for what is read and why that is safe). Nothing is read
+through libsndfile any more: decoding the same WAV, FLAC, OGG and MP3 files in turn, FFmpeg's path ran at 1.6x,
+1.1x, 0.9x and 1.3x the speed of the libsndfile path it replaces (``bench/audio_read.py --compare-root``), and
+libsndfile reads none of the other containers.
 
 Length: what the gateway charges and limits
-    ``probe_audio`` never decodes. It takes the length from the container where the container states it exactly:
-    WAV/W64/AIFF/CAF/AU (the data size), FLAC (STREAMINFO), OGG (the last page's granule position), MP4/M4A/MOV
-    (the sample tables), WebM/MKV (the segment duration) and WMA/ASF (the header). It then checks that the file
-    really reaches that length: it seeks to just before the stated end and reads packets (no decoding) until
-    one ends within ``max(1 %, two packets)`` of it; a file cut short, or a header claiming hours in a few KB,
-    fails that check and is :class:`InvalidAudio`. Where the container states no length (MP3, whose Xing/LAME
-    header FFmpeg cannot tell apart from its own estimate from the bit rate; ADTS AAC; AMR; AVI; a WebM
-    written live, a FLAC of "unknown" length), it scans the packets, without decoding them, and sums their
-    durations. An MP3 whose header understates its length is therefore measured as it is, at the gateway
-    already. Float PCM (the only samples a container can hold as NaN/Inf) is also scanned, as raw packet bytes,
-    to refuse NaN/Inf at submission. The scan reads the whole file (about X ms per MiB of MP3; see the README).
-    FFmpeg's WAV demuxer (as libsndfile) takes a ``data`` size larger than the file as "what is there": a WAV
-    cut short is a valid shorter file, as every player treats it.
+    ``probe_audio`` decodes nothing but the last packets. It takes the length from the container where the
+    container states it exactly: WAV/W64/AIFF/CAF/AU (the data size), FLAC (STREAMINFO), OGG (the last page's
+    granule position), MP4/M4A/MOV (the sample tables), WebM/MKV (the segment duration) and WMA/ASF (the header).
+    It then checks that the file really reaches that length: it seeks to half a second before the stated end and
+    decodes what is there; a file cut short (nothing there, or a last packet that does not decode), or a header
+    claiming hours in a few KB, is :class:`InvalidAudio`. Where a demuxer cannot seek there (a FLAC without a
+    seek table), the packets are scanned instead. Where the container states no length (MP3, whose Xing/LAME
+    header FFmpeg cannot tell apart from its own estimate from the bit rate; ADTS AAC; AMR; AVI; a WebM written
+    live; a FLAC of "unknown" length), the probe scans the packets, without decoding them, and sums their
+    durations; when an MP3's header agrees with the scan (within three frames) its exact, gapless length is kept.
+    An MP3 whose header understates its length is therefore measured as it is, at the gateway already. Float
+    PCM (the only samples a container can hold as NaN/Inf) is also scanned, as raw packet bytes, to refuse
+    NaN/Inf at submission. A scan reads the whole file: about 19 ms per MiB of MP3 (4 s for 4 hours at
+    128 kb/s), 0.4 ms per MiB of WAV. FFmpeg's WAV demuxer (as libsndfile) reads a ``data`` size larger than
+    the file as "what is there": a WAV cut short is a valid shorter file, as every player treats it.
 Length: what the worker decodes
-    The decoders never go past ``max_seconds`` (the worker passes ``M4T_MAX_AUDIO_S``): past it they raise
-    :class:`AudioTooLong` at once, whatever the header said, so a file that understates its length can neither
-    run the worker past the limit nor be silently cut at the length it claimed. A file whose container states
-    its length and that decodes to less than that (minus the same slack) is :class:`InvalidAudio` (truncated
-    or corrupt). A frame that fails to decode is :class:`InvalidAudio`, except in MP3, ADTS AAC and AMR: those
-    are streams of independent frames without an exact length, and a damaged frame is skipped, as players do.
+    The decoders never go past ``max_seconds`` (the worker passes ``M4T_MAX_AUDIO_S``): on the first codec
+    frame past it they raise :class:`AudioTooLong`, whatever the header said, so a file that understates its
+    length can neither run the worker past the limit nor be silently cut at the length it claimed (as
+    libsndfile cut an MP3 at its Xing header's length). A file whose container states its length and that
+    decodes to less than that, by more than 1 % or two codec frames (at most 0.25 s), is :class:`InvalidAudio`
+    (truncated or corrupt); up to two frames more than stated are the codec's padding and are cut. A frame that
+    fails to decode is :class:`InvalidAudio` (a FLAC frame failing its CRC included), except in MP3, ADTS AAC
+    and AMR: those are streams of independent frames without an exact length, and a damaged frame is skipped,
+    as players do. The probe decodes only the end of a file, so a file damaged in the middle may pass it and
+    fail in the worker (the job then fails with ``invalid_audio``); the reverse can happen for damaged headers.
 
 Decoding
-    Each decoded frame is converted to float32 (integer samples scaled to [-1, 1)), downmixed by averaging
-    *all* its channels (no channel dropped, none weighted: LFE included), checked for NaN/Inf and pushed through
-    one streaming ``soxr.ResampleStream`` (quality "HQ"). Memory is bounded by the output blocks, never by the
-    input's size x channels. The output length is ``round(frames * target / rate)`` (halves up), and at least
-    one sample: a 1-frame file decodes to one sample, the mean of its input. A stream that changes its sample
-    rate mid-way (concatenated MP3s) is resampled piece by piece, each piece to its own exact length.
-    Opus always decodes at 48 kHz (that is the rate FFmpeg reports for it, whatever rate the encoder was fed).
+    Decoded frames are gathered 65 536 samples at a time (an ``AudioFifo``), converted to float32 (integer
+    samples scaled to [-1, 1)), downmixed by averaging *all* their channels (no channel dropped, none weighted:
+    LFE included), checked for NaN/Inf and pushed through one streaming ``soxr.ResampleStream`` (quality "HQ").
+    Memory is bounded by the output blocks, never by the input's size x channels. The output length is
+    ``round(frames * target / rate)`` (halves up), and at least one sample: a 1-frame file decodes to one sample,
+    the mean of its input. A stream that changes its sample rate mid-way (concatenated MP3s) is resampled piece
+    by piece, each piece to its own exact length. Opus always decodes at 48 kHz (the rate FFmpeg reports for
+    it, whatever rate the encoder was fed). Planar frames of 8 channels or more are interleaved by FFmpeg before
+    numpy sees them (see :class:`_Packer`: PyAV 18.1 crashes on their planes).
 
 Resampler: libsoxr "HQ", not FFmpeg's swresample (``av.AudioResampler``)
     Measured on the French speech clip resampled to 44.1 and 48 kHz and back to 16 kHz, and on tones
-    (``bench/resampler.py``): soxr HQ runs 1 470x (44.1 kHz) and 2 130x (48 kHz) real time on one core,
-    swresample with its defaults 540x and 670x (PyAV frames included, as we would use it); soxr keeps 7 kHz at
-    -0.01 dB where swresample loses 0.39 dB, and rejects a tone just above the new Nyquist frequency (8.4 kHz,
-    which would alias to 7.6 kHz) by 152 dB where swresample lets it through at -22 dB. soxr is faster and
-    cleaner; swresample would only save a dependency the gateway has anyway.
+    (``bench/audio_read.py --resampler``, results in ``bench/results/resampler.json``): soxr HQ ran 1 530x
+    (44.1 kHz) and 2 280x (48 kHz) real time (2 shared cores), swresample with its defaults 690x and 680x (fed in
+    4096-sample frames, as we would use it); soxr keeps 7 kHz at -0.01 dB where swresample loses 0.39 dB, and
+    rejects a tone just above the new Nyquist frequency (8.4 kHz, which would alias to 7.6 kHz) by 132-152 dB
+    where swresample lets it through at -22 dB. soxr is twice as fast and far cleaner; swresample would only
+    save a small dependency.
 """
 
 from __future__ import annotations
@@ -106,6 +118,7 @@ _MIN_FRACTION: Final = 0.99  # a stated length must be reached within 1 % (or tw
 _FRAME_SLACK_CAP_S: Final = 0.25
 _END_CHECK_LEAD_S: Final = 0.5  # the end check seeks this much before the point it must reach
 _PLANES_IN_FRAME: Final = 8  # AV_NUM_DATA_POINTERS: frames with more planes keep them elsewhere (see _Packer)
+_BATCH_SAMPLES: Final = 2**16  # decoded samples (per channel) downmixed and resampled at a time
 _HOLDBACK: Final = 64  # output samples kept back until a piece ends, so that its final length can be trimmed
 _DECODE_BLOCK_SAMPLES: Final = 2**16
 _INITIAL_CAPACITY_CAP: Final = 2**26  # decode_audio pre-allocates at most this many samples up front
@@ -334,17 +347,27 @@ def _mono(frame: AudioFrame) -> Waveform:
         raise InvalidAudio(f"The audio has {channels} channels; at most {MAX_CHANNELS} are accepted.")
     data = frame.to_ndarray()
     base = fmt.name[:-1] if fmt.is_planar else fmt.name
-    samples = data if fmt.is_planar else data.reshape(-1, channels).T  # channels x samples
-    if base in ("flt", "dbl"):
-        mixed = samples[0] if channels == 1 else samples.sum(axis=0, dtype=np.float64) / channels
-        out: Waveform = np.array(mixed, dtype=np.float32)
-        return out
-    scale, offset = _INT_SCALE[base]
+    scale, offset = _INT_SCALE.get(base, (1.0, 0.0))
+    # Planar: channels x samples; packed: samples x channels. A float32 matrix-vector product averages them.
+    samples = data if fmt.is_planar else data.reshape(-1, channels)
     if channels == 1:
-        out = (samples[0].astype(np.float32) - np.float32(offset)) * np.float32(scale)
-    else:
-        out = ((samples.sum(axis=0, dtype=np.float64) / channels - offset) * scale).astype(np.float32)
+        mono = samples.reshape(-1).astype(np.float32)
+        if scale != 1.0 or offset:
+            mono = (mono - np.float32(offset)) * np.float32(scale)
+        return mono
+    weights = np.full(channels, scale / channels, dtype=np.float32)
+    values = samples.astype(np.float32, copy=False)
+    out: Waveform = weights @ values if fmt.is_planar else values @ weights
+    if offset:
+        out -= np.float32(offset * scale)
     return out
+
+
+def _drain(fifo: av.AudioFifo) -> Iterator[AudioFrame]:
+    """What the FIFO holds, as one frame (nothing when it is empty)."""
+    frame = fifo.read(fifo.samples) if fifo.samples else None
+    if frame is not None:
+        yield frame
 
 
 def _output_length(frames: int, rate: int, target: int) -> int:
@@ -444,6 +467,8 @@ class _Decoder:
             self.opened.upload.clear_deadline()
             self.stated_s = _stated_seconds(self.opened)
             self.longest_packet_s = 0.0  # a packet may span more than the frames it decodes to (Opus pre-skip)
+            self.longest_frame_s = 0.0
+            self.decoded_s = 0.0
         except BaseException:
             self._stack.close()
             raise
@@ -463,15 +488,15 @@ class _Decoder:
         return max(1, round(self.stated_s * self.target))
 
     def _frames(self) -> Iterator[AudioFrame]:
+        """Decoded frames, planar ones of 8 or more channels interleaved (see :class:`_Packer`)."""
         opened = self.opened
         context = opened.stream.codec_context
         lenient = opened.format in _LENIENT
-        time_base = opened.stream.time_base
         packer = _Packer()
+        longest = 0
         try:
             for packet in opened.container.demux(opened.stream):
-                if packet.duration and time_base is not None:
-                    self.longest_packet_s = max(self.longest_packet_s, float(packet.duration * time_base))
+                longest = max(longest, packet.duration or 0)
                 try:
                     frames = context.decode(packet)
                 except av.error.FFmpegError:
@@ -479,10 +504,6 @@ class _Decoder:
                         raise InvalidAudio(_CORRUPT) from None
                     continue
                 for frame in frames:
-                    if frame.layout.nb_channels > MAX_CHANNELS:
-                        raise InvalidAudio(
-                            f"The audio has {frame.layout.nb_channels} channels; at most {MAX_CHANNELS} are accepted."
-                        )
                     if _Packer.needed(frame):
                         yield from packer.pack(frame)
                     else:
@@ -491,6 +512,50 @@ class _Decoder:
             yield from packer.flush()
         except av.error.FFmpegError:
             raise InvalidAudio(_CORRUPT) from None
+        finally:
+            time_base = opened.stream.time_base
+            self.longest_packet_s = float(longest * time_base) if time_base is not None else 0.0
+
+    def _batches(self) -> Iterator[AudioFrame]:
+        """The decoded frames gathered into frames of about ``_BATCH_SAMPLES`` samples (an ``AudioFifo`` per run of
+        frames with the same format, layout and rate): downmixing, checking and resampling then run a few times a
+        second of audio instead of once per codec frame (Vorbis decodes 256-sample frames). Limits are checked on
+        every codec frame, before it is buffered."""
+        fifo = av.AudioFifo()
+        key: tuple[str, int, int] | None = None
+        finished_s = 0.0  # input seconds of the runs before the current one
+        frames_in_run = 0
+        for frame in self._frames():
+            count = frame.samples
+            if not count:
+                continue
+            rate = frame.sample_rate
+            frame_key = (frame.format.name, frame.layout.nb_channels, rate)
+            if frame_key != key:
+                channels = frame_key[1]
+                if channels > MAX_CHANNELS:
+                    raise InvalidAudio(f"The audio has {channels} channels; at most {MAX_CHANNELS} are accepted.")
+                if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+                    raise InvalidAudio(
+                        f"The audio's sample rate ({rate} Hz) is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz."
+                    )
+                yield from _drain(fifo)
+                if key is not None:
+                    finished_s += frames_in_run / key[2]
+                fifo, key, frames_in_run = av.AudioFifo(), frame_key, 0
+            frames_in_run += count
+            self.longest_frame_s = max(self.longest_frame_s, count / rate)
+            self.decoded_s = finished_s + frames_in_run / rate
+            if self.max_seconds is not None and self.decoded_s > self.max_seconds:
+                raise AudioTooLong(
+                    f"audio is longer than the limit of {self.max_seconds:g} s (decoding stopped there)",
+                    details={"limit": self.max_seconds, "decoded_s": round(self.decoded_s, 3)},
+                )
+            frame.pts = None  # the FIFO would otherwise insist on gapless timestamps
+            fifo.write(frame)
+            if fifo.samples >= _BATCH_SAMPLES:
+                yield from _drain(fifo)
+        yield from _drain(fifo)
 
     def blocks(self, block_len: int) -> Iterator[Waveform]:
         stated = self.stated_s
@@ -499,42 +564,24 @@ class _Decoder:
         holdback = _HOLDBACK + (math.ceil(_FRAME_SLACK_CAP_S * self.target) if stated is not None else 0)
         pending = _Pending()
         piece: _Piece | None = None
-        finished_s = 0.0  # input seconds of the pieces before the current one
         emitted = 0
-        longest_frame_s = 0.0
-        for frame in self._frames():
-            count = frame.samples
-            if not count:
-                continue
-            rate = frame.sample_rate
-            if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-                raise InvalidAudio(
-                    f"The audio's sample rate ({rate} Hz) is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz."
-                )
-            mono = _mono(frame)
+        for batch in self._batches():
+            mono = _mono(batch)
             if not np.isfinite(mono).all():
                 raise InvalidAudio(_NOT_FINITE)
-            if piece is None or piece.rate != rate:
+            if piece is None or piece.rate != batch.sample_rate:
                 if piece is not None:
                     piece.finish(pending)
-                    finished_s += piece.frames / piece.rate
-                piece = _Piece(rate, self.target, first=piece is None)
+                piece = _Piece(batch.sample_rate, self.target, first=piece is None)
             piece.push(mono, pending)
-            longest_frame_s = max(longest_frame_s, count / rate)
-            if self.max_seconds is not None and finished_s + piece.frames / rate > self.max_seconds:
-                decoded_s = finished_s + piece.frames / rate
-                raise AudioTooLong(
-                    f"audio is longer than the limit of {self.max_seconds:g} s (decoding stopped there)",
-                    details={"limit": self.max_seconds, "decoded_s": round(decoded_s, 3)},
-                )
             while pending.size >= block_len + holdback:
                 emitted += block_len
                 yield pending.take(block_len)
         if piece is None:
             raise InvalidAudio(_NO_FRAMES)
         piece.finish(pending)
-        decoded_s = finished_s + piece.frames / piece.rate
-        longest_frame_s = max(longest_frame_s, self.longest_packet_s)
+        decoded_s = self.decoded_s
+        longest_frame_s = max(self.longest_frame_s, self.longest_packet_s)
         if stated is not None:
             if decoded_s < stated - _slack_s(stated, longest_frame_s):
                 raise InvalidAudio(

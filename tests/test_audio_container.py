@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import soundfile as sf
 from watchers import FifoWatch, RecordingServer, hls_playlist
 
+from shared import audio_decode
 from shared.audio import AudioInfo, decode_audio, iter_decoded_blocks, probe_audio
 from shared.audio_container import DEMUXERS
 from shared.errors import InvalidAudio, UnsupportedMediaType
@@ -226,17 +228,41 @@ def test_truncated_containers_are_invalid_audio(name: str) -> None:
             decode_audio(cut)  # ...and so would the worker
 
 
-def test_an_undecodable_codec_is_415() -> None:
-    """A WAV holding a codec FFmpeg has no decoder for (format tag 0x1234) is not audio we can read."""
-    data = bytearray((DATA / "speech_en.wav").read_bytes())
+def test_an_undecodable_codec_is_415_and_a_codec_fed_garbage_is_422() -> None:
+    """A WAV whose format tag names a codec FFmpeg has no decoder for (0x1234) is not audio we can read; one that
+    names MP3 (0x0055) while holding PCM is audio that does not decode."""
+    data = (DATA / "speech_en.wav").read_bytes()
     fmt = data.index(b"fmt ") + 8
-    data[fmt : fmt + 2] = (0x1234).to_bytes(2, "little")
-    with pytest.raises((UnsupportedMediaType, InvalidAudio)) as excinfo:
-        probe_audio(bytes(data))
-    assert excinfo.value.status_code in (415, 422)
+    unknown = data[:fmt] + (0x1234).to_bytes(2, "little") + data[fmt + 2 :]
+    for call in (probe_audio, decode_audio):
+        with pytest.raises(UnsupportedMediaType, match="codec we cannot decode"):
+            call(unknown)
+    mislabelled = data[:fmt] + (0x0055).to_bytes(2, "little") + data[fmt + 2 :]
+    for call in (probe_audio, decode_audio):
+        with pytest.raises(InvalidAudio):
+            call(mislabelled)
 
 
 def test_audio_info_is_what_callers_know() -> None:
     info = probe_audio(DATA / "speech_en.wav")
     assert info == AudioInfo("wav", "pcm_s16le", 16_000, 1, 30_097)
     assert info.duration_s == pytest.approx(1.881, abs=1e-3)
+
+
+class SlowUpload(io.BytesIO):
+    """An upload that trickles in: 512 bytes per read, 20 ms each (a stalled disk or a file built to be slow)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        time.sleep(0.02)
+        return super().read(min(512, size) if size is not None and size >= 0 else 512)
+
+
+def test_a_probe_that_runs_past_its_time_limit_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FFmpeg cannot be interrupted, but every byte it reads comes through our reader, which ends the file once the
+    time limit has passed: the probe stops there instead of running on."""
+    monkeypatch.setattr(audio_decode, "PROBE_TIME_LIMIT_S", 0.3)
+    started = time.monotonic()
+    with pytest.raises(InvalidAudio, match="took too long"):
+        probe_audio(SlowUpload((DATA / "speech_fr.mkv").read_bytes()))
+    assert time.monotonic() - started < 3
+    assert probe_audio(io.BytesIO((DATA / "speech_fr.mkv").read_bytes())).format == "webm"  # not slow: fine

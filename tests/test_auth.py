@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import redis
 import soundfile as sf
 from services import RedisServer
 from stack import GatewayProcess, stack_env
@@ -181,6 +182,33 @@ def test_daily_audio_quota(stack: AuthStack) -> None:
     assert int(over.headers["retry-after"]) > 0
     # Text costs no audio seconds.
     assert stack.http.post(f"{API}/jobs", json=text_job(), headers=bearer(key)).status_code == 202
+
+
+def test_audio_quota_is_settled_to_what_the_worker_decoded(redis_url: str) -> None:
+    """The gateway charges the probed length; the worker settles the charge to the decoded one (every time it
+    decodes the job: a job that runs again is not charged twice); a submission that failed leaves no charge."""
+    from datetime import UTC, datetime
+
+    from shared.api_keys import ApiKeyStore
+
+    with redis.Redis.from_url(redis_url) as client:
+        store = ApiKeyStore(client)
+        _, key = store.create("settled", audio_seconds_per_day=100.0)
+        counter = f"m4t:audio:{key.id}:{datetime.now(tz=UTC):%Y%m%d}"
+        store.admit_job(key, "job-a", audio_seconds=2.0)
+        store.admit_job(key, "job-b", audio_seconds=1.5)
+        assert float(client.get(counter) or 0) == pytest.approx(3.5)
+        assert store.settle_audio("job-a", 10.0)  # the header understated: 10 s were decoded
+        assert float(client.get(counter) or 0) == pytest.approx(11.5)
+        assert store.settle_audio("job-a", 10.0)  # run again (handed back at shutdown): the same charge
+        assert float(client.get(counter) or 0) == pytest.approx(11.5)
+        assert store.settle_audio("job-b", 1.25)  # less than probed: the difference comes back
+        assert float(client.get(counter) or 0) == pytest.approx(11.25)
+        assert client.ttl(counter) > 86_400
+        store.release_job(key, "job-b", audio_seconds=1.25)
+        assert not store.settle_audio("job-b", 5.0)  # released: nothing left to settle
+        assert not store.settle_audio("never-charged", 5.0)
+        assert float(client.get(counter) or 0) == pytest.approx(10.0)
 
 
 def test_global_queue_limit_answers_503(stack: AuthStack) -> None:

@@ -135,10 +135,10 @@ def add_client_commands(subparsers: _Subparsers) -> None:
     batch = subparsers.add_parser(
         "batch",
         help="translate every audio file of a folder, resuming where it stopped",
-        description="Submit every audio file of DIR (wav, flac, ogg, opus, mp3; sorted) N at a time, and write "
-        "NAME.txt, NAME.srt and, for s2st, NAME.<format> (NAME.m4a for aac) into --out. A re-run skips the files "
-        "whose outputs exist and picks up the jobs of an interrupted run (each submission's Idempotency-Key comes "
-        "from the file's content and the options), so no job is made twice.",
+        description="Submit every audio or video file of DIR (wav, flac, mp3, m4a, webm, mp4 ...; sorted) N at a time, "
+        "and write NAME.txt, NAME.srt and, for s2st, NAME.<format> (NAME.m4a for aac) into --out. A re-run "
+        "skips the files whose outputs exist and picks up the jobs of an interrupted run (each submission's "
+        "Idempotency-Key comes from the file's content and the options), so no job is made twice.",
         epilog=EXIT_CODES_HELP,
         formatter_class=formatter,
     )

@@ -4,6 +4,7 @@ configured through ``M4T_*`` environment variables exactly as a user would."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -146,3 +147,17 @@ def running_stack(workdir: Path, model: Path, *, webhooks: bool = False, **setti
         gateway = stack.enter_context(GatewayProcess(workdir, env))
         client = stack.enter_context(httpx.Client(base_url=gateway.url, timeout=120))
         yield RunningStack(client, gateway.url, redis_server, workdir / "storage")
+
+
+def run_client_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """The ``m4t`` client command line (``python -m client.cli``), as a user runs it."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", *args],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -13,10 +13,7 @@ real Redis and real S3, auth on and API keys with a daily audio quota. One stack
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +27,7 @@ import pytest
 import redis
 import soundfile as sf
 from services import RedisServer, S3Server
-from stack import GatewayProcess, WorkerProcess, stack_env
+from stack import GatewayProcess, WorkerProcess, run_client_cli, stack_env
 from watchers import FifoWatch, RecordingServer, hls_playlist
 
 from shared.api_keys import ApiKey, ApiKeyStore
@@ -190,15 +187,7 @@ def test_s2tt_batch_picks_and_translates_every_container(stack: Stack, tmp_path:
         shutil.copy(DATA / name, inputs / name)
     argv = ["batch", str(inputs), "--task", "s2tt", "--tgt", "eng", "--out", str(out), "--url", stack.url]
     argv += ["--api-key", stack.keys["containers"][0], "--concurrency", "8", "-q"]
-    done = subprocess.run(
-        [sys.executable, "-m", "client.cli", *argv],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_client_cli(*argv)
     rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:-1]}
     assert set(rows) == {*CONTAINERS, "video_only.mp4"}, done.stdout  # the playlist is not an audio suffix
     assert "failed" in rows["video_only.mp4"] and "invalid_audio" in rows["video_only.mp4"]

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import httpx
 import pytest
 import redis
 from services import RedisServer
-from stack import GatewayProcess, stack_env
+from stack import GatewayProcess, run_client_cli, stack_env
 from test_auth import AuthStack, bearer, text_job
 
 from client import Client
@@ -138,18 +135,6 @@ def open_stack(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
         )
         with GatewayProcess(tmp_path, env) as gateway, httpx.Client(base_url=gateway.url, timeout=30) as http:
             yield gateway.url, http
-
-
-def run_client_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_without_auth_any_priority_goes_through_the_form_the_client_and_the_cli(

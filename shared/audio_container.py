@@ -289,11 +289,17 @@ def _checked(container: av.container.InputContainer, upload: _Upload) -> OpenedA
     rate = context.sample_rate
     if channels < 1:
         raise InvalidAudio("The audio has no channels.")
+    check_channels_and_rate(channels, rate)
+    return OpenedAudio(container, stream, upload, _format_name(container, stream), codec, rate, channels)
+
+
+def check_channels_and_rate(channels: int, rate: int) -> None:
+    """:class:`InvalidAudio` for more than ``MAX_CHANNELS`` channels or a rate outside the accepted range: checked
+    on the stream's parameters when it opens, and again on every change of them while it is decoded."""
     if channels > MAX_CHANNELS:
         raise InvalidAudio(f"The audio has {channels} channels; at most {MAX_CHANNELS} are accepted.")
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise InvalidAudio(f"The audio's sample rate ({rate} Hz) is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz.")
-    return OpenedAudio(container, stream, upload, _format_name(container, stream), codec, rate, channels)
 
 
 @contextmanager

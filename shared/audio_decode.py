@@ -78,6 +78,7 @@ from shared.audio_container import (
     MIN_SAMPLE_RATE,
     AudioSource,
     OpenedAudio,
+    check_channels_and_rate,
     open_audio,
     readable_source,
 )
@@ -532,13 +533,7 @@ class _Decoder:
             rate = frame.sample_rate
             frame_key = (frame.format.name, frame.layout.nb_channels, rate)
             if frame_key != key:
-                channels = frame_key[1]
-                if channels > MAX_CHANNELS:
-                    raise InvalidAudio(f"The audio has {channels} channels; at most {MAX_CHANNELS} are accepted.")
-                if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-                    raise InvalidAudio(
-                        f"The audio's sample rate ({rate} Hz) is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz."
-                    )
+                check_channels_and_rate(frame_key[1], rate)
                 yield from _drain(fifo)
                 if key is not None:
                     finished_s += frames_in_run / key[2]

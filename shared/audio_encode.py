@@ -75,6 +75,8 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
+from shared.audio_container import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from shared.audio_decode import RESAMPLE_QUALITY, TARGET_SAMPLE_RATE
 from shared.errors import InvalidAudio, InvalidRequest
 
 __all__ = [
@@ -88,10 +90,9 @@ __all__ = [
     "output_rate",
 ]
 
-MODEL_SAMPLE_RATE: Final = 16_000  # what SeamlessM4T v2's vocoder speaks
-MIN_RATE: Final = 1_000
-MAX_RATE: Final = 384_000
-RESAMPLE_QUALITY: Final = "HQ"
+MODEL_SAMPLE_RATE: Final = TARGET_SAMPLE_RATE  # what SeamlessM4T v2's vocoder speaks, and what uploads decode to
+MIN_RATE: Final = MIN_SAMPLE_RATE  # the rates encoded are the rates read
+MAX_RATE: Final = MAX_SAMPLE_RATE
 
 Waveform = npt.NDArray[np.float32]
 

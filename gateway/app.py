@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.body import BodyLimitMiddleware
 from gateway.docs import install_docs
 from gateway.errors import install_error_handlers
+from gateway.openai_compat import routes as openai_routes
 from gateway.routes import jobs, lifecycle, meta, seed
 from gateway.routes.meta import package_version
 from gateway.services import Services
@@ -45,7 +46,8 @@ def create_app(
         title="SeamlessM4T v2 API",
         version=package_version(),
         description="Speech and text translation with SeamlessM4T v2, behind a job queue. "
-        "Submit jobs and poll them (`/api/v1/jobs`), or use the seed-compatible synchronous endpoints.",
+        "Submit jobs and poll them (`/api/v1/jobs`), use the seed-compatible synchronous endpoints, or the "
+        "OpenAI-compatible audio API (`/v1/audio/...`) with the official `openai` SDK.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -61,6 +63,7 @@ def create_app(
     app.include_router(lifecycle.router)
     app.include_router(seed.router)
     app.include_router(meta.router)
+    app.include_router(openai_routes.router)
 
     for extend in extensions:
         extend(app)

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import envelope
+from gateway.errors import ErrorReply, envelope, is_openai_path, openai_body
 from shared.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 T = TypeVar("T", bound=BaseModel)
@@ -45,7 +45,7 @@ class BodyLimitMiddleware:
         what = "upload" if multipart else "request body"
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _send_413(send, f"{what} is {int(declared)} bytes; the limit is {limit}", limit)
+            await _send_413(send, scope["path"], f"{what} is {int(declared)} bytes; the limit is {limit}", limit)
             return
         received = 0
 
@@ -61,8 +61,14 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-async def _send_413(send: Send, message: str, limit: int) -> None:
-    body = json.dumps(envelope("payload_too_large", message, limit=limit)).encode()
+async def _send_413(send: Send, path: str, message: str, limit: int) -> None:
+    """Answered here, before the app sees the request: in the error body of the path's API surface."""
+    payload = envelope("payload_too_large", message, limit=limit)
+    extra: list[tuple[bytes, bytes]] = []
+    if is_openai_path(path):
+        _, payload, headers = openai_body(ErrorReply(413, "payload_too_large", message, details={"limit": limit}))
+        extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    body = json.dumps(payload).encode()
     await send(
         {
             "type": "http.response.start",
@@ -71,13 +77,14 @@ async def _send_413(send: Send, message: str, limit: int) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *extra,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
 
 
-def _validate(model: type[T], data: dict[str, Any]) -> T:
+def validate_model(model: type[T], data: dict[str, Any]) -> T:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -123,7 +130,7 @@ async def read_json(request: Request, model: type[T]) -> T:
         raise InvalidJson("the body must be a JSON object")
     if _has_lone_surrogate(data):
         raise InvalidJson("a string in the body holds a lone surrogate escape (\\ud800-\\udfff): not valid Unicode")
-    return _validate(model, data)
+    return validate_model(model, data)
 
 
 async def read_form(request: Request) -> FormData:
@@ -154,7 +161,7 @@ def form_fields(form: FormData, model: type[T]) -> tuple[T, UploadFile]:
             raise InvalidRequest(f"'{name}' is given more than once", details={"field": name})
         if value != "":
             fields[name] = value
-    return _validate(model, fields), upload
+    return validate_model(model, fields), upload
 
 
 def require_json(request: Request) -> None:

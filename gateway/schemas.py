@@ -94,6 +94,20 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+    job_id: str | None = Field(default=None, description="The job behind the call, when there is one")
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error body, on /v1."""
+
+    error: OpenAIErrorDetail
+
+
 class Progress(BaseModel):
     done: int
     total: int
@@ -102,7 +116,10 @@ class Progress(BaseModel):
 
 class AudioResult(BaseModel):
     url: str
-    format: OutputFormat
+    format: str = Field(
+        description="An `output_format`; jobs made by `/v1/audio/speech` also have `aac_adts` (raw ADTS AAC) and "
+        "`pcm_24k` (raw 16-bit mono at 24 kHz), OpenAI's `aac` and `pcm`"
+    )
     sample_rate: int
     duration_s: float
 

@@ -63,6 +63,7 @@ class JobSpec:
     output_format: str = "wav"
     webhook_url: str | None = None
     priority: Priority = Priority.NORMAL
+    speed: float = 1.0
 
     @classmethod
     def of(cls, task: Task, body: JobOptions, *, src_lang: str | None, tgt_lang: str) -> JobSpec:
@@ -133,18 +134,21 @@ class JobSubmitter:
             check_webhook_url(spec.webhook_url, self._services.webhook_allow)
         return replace(spec, src_lang=src, tgt_lang=tgt)
 
-    def submit_text(self, spec: JobSpec, text: str) -> JobRecord:
+    def submit_text(self, spec: JobSpec, text: str, *, detected: Detection | None = None) -> JobRecord:
+        """``detected``: the language of ``text`` when the caller has detected it already (for ``src_lang`` auto)."""
         settings = self._services.settings
         spec = self._validated(spec)
         text = check_text(text, max_chars=settings.max_text_chars)
-        detected = self._detect(text) if spec.src_lang == AUTO else None
+        detected = (detected or self.detect(text)) if spec.src_lang == AUTO else None
         job_id = new_job_id()
         with self._admitted(job_id):
             key = input_key(job_id, "text.txt")
             self._services.storage.put_bytes(key, text.encode("utf-8"), content_type="text/plain; charset=utf-8")
             return self._record_and_enqueue(job_id, spec, key, {"chars": len(text)}, detected)
 
-    def _detect(self, text: str) -> Detection:
+    def detect(self, text: str) -> Detection:
+        """The language of ``text`` among those the model reads, or ``LanguageNotDetected``."""
+        text = check_text(text, max_chars=self._services.settings.max_text_chars)
         detector = self._services.detector
         if detector is None:
             raise LanguageNotDetected(
@@ -244,6 +248,11 @@ def file_digest(fileobj: BinaryIO) -> str:
     return "audio:" + digest.hexdigest()
 
 
+RUNNING_DUPLICATE_TTL_S = 6 * 3600
+"""How long a request's fingerprint points at its job for ``attach_running`` (a job still running later than this
+gets no more duplicates attached)."""
+
+
 @dataclass(frozen=True)
 class Submitted:
     record: JobRecord
@@ -258,21 +267,31 @@ async def submit_once(
     spec: JobSpec,
     digest: Callable[[], str],
     submit: Callable[[], JobRecord],
+    *,
+    attach_running: bool = False,
 ) -> Submitted:
-    """Run ``submit`` in the thread pool, at most once per idempotency key and request."""
-    if idempotency_key is None:
+    """Run ``submit`` in the thread pool, at most once per idempotency key and request.
+
+    ``attach_running``: without an ``Idempotency-Key``, a request identical to one of the same caller whose job is
+    still queued or running gets that job instead of a new one. SDKs that time out retry by themselves, uploading the
+    same file again: the retry then waits for the job the first attempt started."""
+    if idempotency_key is None and not attach_running:
         return Submitted(await run_in_threadpool(submit), replayed=False)
-    key = check_key(idempotency_key)
     fingerprint = spec.fingerprint(await run_in_threadpool(digest))
-    guard = Idempotency(services.aredis, ttl_s=services.settings.idempotency_ttl_s)
+    settings = services.settings
+    if idempotency_key is not None:
+        key, ttl_s, reuse_finished = check_key(idempotency_key), settings.idempotency_ttl_s, True
+    else:
+        key, ttl_s, reuse_finished = f"running:{fingerprint}", RUNNING_DUPLICATE_TTL_S, False
+    guard = Idempotency(services.aredis, ttl_s=ttl_s)
     while True:
         existing = await guard.claim(key, fingerprint, scope=caller.owner)
         if existing is None:
             break
         record = await fetch_job(services.aredis, existing)
-        if record is not None:
+        if record is not None and (reuse_finished or not record.status.terminal):
             return Submitted(record, replayed=True)
-        await guard.release(key, scope=caller.owner)  # its job has expired: this request makes a new one
+        await guard.release(key, scope=caller.owner)  # its job has expired (or ended): this request makes a new one
     try:
         record = await run_in_threadpool(submit)
     except BaseException:

@@ -264,6 +264,18 @@ SPEECH_INPUT_LANGS: tuple[str, ...] = _codes(
 )
 
 
+NO_SPACE_LANGS: frozenset[str] = frozenset({"cmn", "cmn_Hant", "yue", "jpn", "tha", "lao", "khm", "mya"})
+"""Written without spaces between words."""
+
+NO_SENTENCE_SPACE_LANGS: frozenset[str] = frozenset({"cmn", "cmn_Hant", "yue", "jpn"})
+"""Written without a space between sentences either: pieces of text are glued with ""."""
+
+
+def sentence_separator(lang: str) -> str:
+    """What goes between two sentences (or two segments' texts) written in ``lang``."""
+    return "" if lang in NO_SENTENCE_SPACE_LANGS else " "
+
+
 def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code, code)
 

@@ -173,6 +173,14 @@ class GatewaySettings(CommonSettings):
     sync_wait_s: float = Field(default=60.0, ge=0)
     """How long the seed-compatible endpoints (`/api/v1/s2st` ...) wait for the result before answering 202."""
 
+    openai_wait_s: float = Field(default=570.0, gt=0, le=3600)
+    """How long a call to the OpenAI-compatible API (`/v1/audio/...`) waits for its job before answering 504 with the
+    job's id (then fetch it from `/api/v1/jobs/{id}`). Below the official SDK's own 600 s timeout."""
+
+    default_transcribe_lang: str | None = None
+    """The spoken language assumed by `/v1/audio/transcriptions` when a request names none (ISO 639-1 like `fr`, or a
+    SeamlessM4T code). Unset: such a request gets 400 naming `language`. Open WebUI, for one, sends no language."""
+
     @property
     def auth_enabled(self) -> bool:
         if self.auth == "auto":

@@ -128,6 +128,8 @@ class RunningStack:
     url: str
     redis: RedisServer
     storage_root: Path
+    env: dict[str, str]
+    """The ``M4T_*`` environment the processes run with: start another gateway on the same stack with it."""
 
 
 @contextmanager
@@ -146,7 +148,7 @@ def running_stack(workdir: Path, model: Path, *, webhooks: bool = False, **setti
             stack.enter_context(WorkerProcess(workdir, env, worker_name="webhooks", role="webhooks"))
         gateway = stack.enter_context(GatewayProcess(workdir, env))
         client = stack.enter_context(httpx.Client(base_url=gateway.url, timeout=120))
-        yield RunningStack(client, gateway.url, redis_server, workdir / "storage")
+        yield RunningStack(client, gateway.url, redis_server, workdir / "storage", env)
 
 
 def run_client_cli(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:

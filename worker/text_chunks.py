@@ -34,6 +34,8 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from shared.languages import NO_SENTENCE_SPACE_LANGS, NO_SPACE_LANGS, sentence_separator
+
 __all__ = [
     "NO_SENTENCE_SPACE_LANGS",
     "NO_SPACE_LANGS",
@@ -57,9 +59,6 @@ def _load_segmenter() -> Segmenter:
 _segment = _load_segmenter()
 
 # Written without spaces between words (Han, kana, Thai, Lao, Khmer, Burmese scripts).
-NO_SPACE_LANGS: frozenset[str] = frozenset({"cmn", "cmn_Hant", "yue", "jpn", "tha", "lao", "khm", "mya"})
-# Written without a space between sentences either: pieces are glued with "".
-NO_SENTENCE_SPACE_LANGS: frozenset[str] = frozenset({"cmn", "cmn_Hant", "yue", "jpn"})
 
 # Our 3-letter codes (shared/languages.py) -> the code sentencex expects. ISO 639-1 where there is one; otherwise
 # the ISO 639-3 code, which sentencex knows through its fallback chains (ast -> es, kea -> pt, mai -> hi, ...)
@@ -523,12 +522,8 @@ def _append(text: str, piece: str, separator: str) -> str:
     return text + separator + piece
 
 
-def _separator(lang: str) -> str:
-    return "" if lang in NO_SENTENCE_SPACE_LANGS else " "
-
-
 def _join(pieces: Sequence[str], lang: str) -> str:
-    separator = _separator(lang)
+    separator = sentence_separator(lang)
     text = ""
     for piece in pieces:
         text = _append(text, piece, separator)
@@ -618,7 +613,7 @@ def join_segment_texts(texts: Sequence[str], tgt_lang: str, *, overlapped: Seque
     if len(overlapped) not in (len(texts) - 1, len(texts)):
         raise ValueError(f"{len(texts)} texts need {len(texts) - 1} overlap flags, got {len(overlapped)}")
     by_char = tgt_lang in NO_SPACE_LANGS
-    separator = _separator(tgt_lang)
+    separator = sentence_separator(tgt_lang)
     joined = ""
     previous_heard = False  # whether the text before this one was non-empty
     for index, raw in enumerate(texts):

@@ -18,17 +18,15 @@ from gateway.deps import ServicesDep
 from gateway.routes.jobs import ERROR_RESPONSES, job_view, load_job
 from gateway.schemas import JobList, JobOut, WebhookEventList
 from gateway.services import Services
-from gateway.waiting import fetch_job
+from gateway.waiting import fetch_job, follow_events
 from shared.errors import InvalidRequest, JobNotFound, M4TError
 from shared.job_view import job_to_api
-from shared.jobs import CancelOutcome, JobStatus, events_key
+from shared.jobs import CancelOutcome, JobStatus
 from shared.webhook_events import WebhookEventStore, event_to_api
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-_KEEPALIVE_S = 15.0
-_READ_BLOCK_MS = 5000
 
 
 class JobAlreadyFinished(M4TError):
@@ -101,36 +99,15 @@ def _sse(event_id: str, event: str, data: dict[str, Any]) -> str:
 
 
 async def _job_events(services: Services, job_id: str, last_id: str, base_url: str) -> AsyncIterator[str]:
-    silent_ms = 0
-    block: int | None = None  # the first read does not wait: a finished job's stream closes at once
-    while True:
-        reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] = await services.aredis.xread(  # type: ignore[assignment]
-            {events_key(job_id): last_id}, block=block, count=100
-        )
-        block = _READ_BLOCK_MS
-        if not reply:
-            record = await fetch_job(services.aredis, job_id)
-            if record is None or record.status.terminal:
-                return  # everything was sent (or the job expired meanwhile)
-            silent_ms += _READ_BLOCK_MS
-            if silent_ms >= _KEEPALIVE_S * 1000:
-                silent_ms = 0
-                yield ": keep-alive\n\n"
+    async for event in follow_events(services.aredis, job_id, last_id):
+        if event is None:
+            yield ": keep-alive\n\n"
             continue
-        silent_ms = 0
-        for _stream, entries in reply:
-            for entry_id, fields in entries:
-                last_id = entry_id
-                payload: dict[str, Any] = json.loads(fields.get("data", "{}"))
-                event = fields.get("event", "message")
-                if event == "status":
-                    record = await fetch_job(services.aredis, job_id)
-                    payload["job"] = job_to_api(record, base_url) if record else None
-                    yield _sse(entry_id, event, {"job_id": job_id, **payload})
-                    if payload.get("status") in {s.value for s in JobStatus if s.terminal}:
-                        return
-                else:
-                    yield _sse(entry_id, event, {"job_id": job_id, **payload})
+        payload = dict(event.data)
+        if event.event == "status":
+            record = await fetch_job(services.aredis, job_id)
+            payload["job"] = job_to_api(record, base_url) if record else None
+        yield _sse(event.id, event.event, {"job_id": job_id, **payload})
 
 
 @router.get(

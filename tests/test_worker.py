@@ -122,6 +122,13 @@ def test_each_task_runs_end_to_end(e2e: tuple[Harness, WorkerProcess], task: Tas
         assert len(wave) > 0 and np.isfinite(wave).all()
     else:
         assert "audio" not in record.result
+    if task is Task.S2TT:  # what OpenAI's verbose_json segments carry
+        assert record.result["segments"]
+        for segment in record.result["segments"]:
+            assert segment["tokens"] and all(isinstance(t, int) for t in segment["tokens"])
+            assert isinstance(segment["avg_logprob"], float) and segment["avg_logprob"] < 0
+    elif task is Task.S2ST:
+        assert all("tokens" not in segment for segment in record.result["segments"])
 
 
 def test_bad_input_fails_the_job_with_a_clear_code(e2e: tuple[Harness, WorkerProcess]) -> None:

@@ -135,6 +135,10 @@ class TranslationPipeline:
                 pause = min(gaps[index - 1], self.options.max_output_pause_s) if index else 0.0
                 start, end = output.append(result.waveform, pause_s=pause)
                 row["output_start_s"], row["output_end_s"] = round(start, 3), round(end, 3)
+            else:
+                # Text output: what OpenAI's verbose_json segments carry besides the text.
+                row["tokens"] = list(result.tokens)
+                row["avg_logprob"] = None if result.avg_logprob is None else round(result.avg_logprob, 4)
             ctx.segment({"index": index, **row})
 
         translated = self._translate(

@@ -64,6 +64,7 @@ class JobSpec:
     webhook_url: str | None = None
     priority: Priority = Priority.NORMAL
     speed: float = 1.0
+    """Speech output: how many times as fast to speak (OpenAI's ``speed``; not offered by /api/v1)."""
 
     @classmethod
     def of(cls, task: Task, body: JobOptions, *, src_lang: str | None, tgt_lang: str) -> JobSpec:
@@ -73,6 +74,8 @@ class JobSpec:
         """Identifies the request for idempotency keys: same options and same content, same fingerprint."""
         fields = [self.task.value, self.tgt_lang, self.src_lang or "", str(self.speaker_id), self.output_format]
         fields += [self.webhook_url or "", self.priority.value, content_digest]
+        if self.speed != 1.0:  # only then: fingerprints stored before there was a speed still match
+            fields.append(repr(self.speed))
         return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
 
 
@@ -206,6 +209,7 @@ class JobSubmitter:
             webhook_url=spec.webhook_url,
             owner=self._caller.owner,
             priority=spec.priority,
+            speed=spec.speed,
         )
         try:
             self._services.store.create(record)

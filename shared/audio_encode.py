@@ -54,6 +54,7 @@ Traps (PyAV 18 / FFmpeg 8)
       re-reads the output by name: it fails on a file object, so ``aac`` is written to a temporary file.
     * ``AudioFrame.from_ndarray`` fails on planar audio of 8 channels: we hand over interleaved ``flt``.
     * More than 8 channels have no named FFmpeg layout: ``"N channels"`` works for PCM (WAV, raw) only.
+    * ``atempo`` takes 0.5..100 per instance: slower than 0.5 is two instances in a row.
     * libsndfile segfaults writing Vorbis in one call of more than ~2 M samples (we write in blocks of
       ``_WRITE_BLOCK_FRAMES``) and at rates above ~200 kHz (``ogg`` tops out at 192 kHz). A segfault cannot be
       caught: these limits must stay.
@@ -83,9 +84,12 @@ __all__ = [
     "CONTENT_TYPES",
     "ENCODINGS",
     "EXTENSIONS",
+    "MAX_SPEED",
+    "MIN_SPEED",
     "MODEL_SAMPLE_RATE",
     "OUTPUT_FORMATS",
     "AudioEncoding",
+    "change_tempo",
     "encode_audio",
     "output_rate",
 ]
@@ -105,6 +109,10 @@ _NAMED_LAYOUTS: Final = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 
 _BITEXACT: Final = (("fflags", "+bitexact"),)
 _ENCODE_BLOCK_FRAMES: Final = 65_536
 _WRITE_BLOCK_FRAMES: Final = 16_384  # libsndfile Vorbis: never one big write (see the traps)
+MIN_SPEED: Final = 0.25  # OpenAI's speech API's ``speed`` range
+MAX_SPEED: Final = 4.0
+_ATEMPO_MIN: Final = 0.5  # one atempo instance takes 0.5..100 (FFmpeg >= 4.3)
+_TEMPO_TAIL_S: Final = 0.2  # silence that pushes atempo's held-back windows out (see change_tempo)
 
 
 @dataclass(frozen=True)
@@ -333,3 +341,60 @@ def _mux(encoding: AudioEncoding, data: Waveform, rate: int, target: str | io.By
         for frame in _frames(data, rate, layout):
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+
+
+def change_tempo(waveform: npt.ArrayLike, speed: float, *, sample_rate: int = MODEL_SAMPLE_RATE) -> Waveform:
+    """Mono float32 ``waveform`` played ``speed`` times as fast, its pitch kept: FFmpeg's ``atempo`` (WSOLA), what
+    OpenAI's speech API's ``speed`` asks for. Exactly ``round(len / speed)`` samples come back; 1.0 returns the input
+    as is.
+
+    ``atempo`` keeps back its last window (about 60 ms of input at 16 kHz, per instance, whatever the length), so
+    the input gets ``_TEMPO_TAIL_S`` of silence first and the output is cut to length: a 1 s tone at speed 4 would
+    otherwise last 0.22-0.24 s, not 0.25 s.
+
+    Raises :class:`InvalidRequest` (``details.field`` "speed") for a speed outside MIN_SPEED..MAX_SPEED.
+    """
+    if not (isinstance(speed, int | float) and MIN_SPEED <= speed <= MAX_SPEED):
+        raise InvalidRequest(
+            f"speed must be between {MIN_SPEED} and {MAX_SPEED}, not {speed!r}.", details={"field": "speed"}
+        )
+    data = np.ascontiguousarray(waveform, dtype=np.float32)
+    if data.ndim != 1:
+        raise ValueError(f"waveform must be 1-D (mono), not of shape {data.shape}")
+    if speed == 1.0 or data.shape[0] == 0:
+        return data
+    graph = av.filter.Graph()
+    nodes = [
+        graph.add_abuffer(sample_rate=sample_rate, format="flt", layout="mono", time_base=Fraction(1, sample_rate))
+    ]
+    nodes += [graph.add("atempo", repr(factor)) for factor in _atempo_factors(speed)]
+    nodes.append(graph.add("aformat", sample_fmts="flt", channel_layouts="mono"))
+    nodes.append(graph.add("abuffersink"))
+    graph.link_nodes(*nodes).configure()
+    pieces: list[Waveform] = []
+    padded = np.concatenate([data, np.zeros(round(_TEMPO_TAIL_S * sample_rate), dtype=np.float32)])
+    for frame in _frames(padded[:, np.newaxis], sample_rate, "mono"):
+        graph.push(frame)
+        pieces.extend(_pull_all(graph))
+    graph.push(None)
+    pieces.extend(_pull_all(graph))
+    length = round(data.shape[0] / speed)
+    out = np.concatenate([*pieces, np.zeros(length, dtype=np.float32)])[:length]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _atempo_factors(speed: float) -> list[float]:
+    """One ``atempo`` within its 0.5..100, or two equal ones (each at least 0.5) for slower speeds."""
+    if speed >= _ATEMPO_MIN:
+        return [speed]
+    return [speed**0.5] * 2
+
+
+def _pull_all(graph: av.filter.Graph) -> Iterator[Waveform]:
+    """Every frame the graph has ready: it asks for more input (EAGAIN) until it has a whole window."""
+    while True:
+        try:
+            frame = graph.pull()
+        except (av.BlockingIOError, av.EOFError):
+            return
+        yield np.ascontiguousarray(frame.to_ndarray().reshape(-1), dtype=np.float32)

@@ -144,6 +144,8 @@ class JobRecord(BaseModel):
     owner: str = ""
     """Id of the API key that made the job ("" when auth is off)."""
     priority: Priority = Priority.NORMAL
+    speed: float = 1.0
+    """Speech output: how many times as fast to speak (1.0 in records made before there was a speed)."""
 
     def to_message(self) -> JobMessage:
         return JobMessage(
@@ -155,6 +157,7 @@ class JobRecord(BaseModel):
             speaker_id=self.speaker_id,
             output_format=self.output_format,
             priority=self.priority,
+            speed=self.speed,
         )
 
     @classmethod
@@ -191,6 +194,7 @@ class JobRecord(BaseModel):
             expires_at=float(data.get("expires_at") or 0),
             owner=data.get("owner", ""),
             priority=Priority(data.get("priority") or Priority.NORMAL),
+            speed=float(data.get("speed") or 1.0),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -216,6 +220,7 @@ class JobRecord(BaseModel):
             "expires_at": repr(self.expires_at),
             "owner": self.owner,
             "priority": self.priority.value,
+            "speed": repr(self.speed),
         }
 
 

@@ -33,6 +33,8 @@ class JobMessage(BaseModel):
     speaker_id: int | None = None
     output_format: str = "wav"
     priority: Priority = Priority.NORMAL
+    speed: float = 1.0
+    """Speech output: how many times as fast to speak (OpenAI's ``speed``; the worker applies it, pitch kept)."""
 
     def to_celery(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -26,6 +26,7 @@ from shared.audio_encode import (
     ENCODINGS,
     EXTENSIONS,
     OUTPUT_FORMATS,
+    change_tempo,
     encode_audio,
     output_rate,
 )
@@ -336,3 +337,30 @@ def test_the_api_the_client_and_the_encoder_offer_the_same_formats() -> None:
         assert audio_extension(fmt) == EXTENSIONS[fmt]
         assert format_for_suffix(f".{EXTENSIONS[fmt].upper()}") == fmt
     assert format_for_suffix(".txt") is None
+
+
+def dominant_hz(wave: Array, rate: int = RATE) -> float:
+    spectrum = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.argmax(spectrum)) * rate / len(wave)
+
+
+@pytest.mark.parametrize("speed", [0.25, 0.5, 2.0, 4.0])
+def test_change_tempo_changes_the_duration_and_keeps_the_pitch(speed: float) -> None:
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)).astype(np.float32)  # 1 s
+    out = change_tempo(tone, speed, sample_rate=RATE)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert len(out) / RATE == pytest.approx(1 / speed, rel=0.02)
+    assert dominant_hz(out) == pytest.approx(440, abs=2)
+    # atempo holds back its last window (~60 ms at 16 kHz): change_tempo pushes it out with silence and cuts the
+    # output to round(len / speed), so the length is exact and the tone lasts to its end.
+    assert len(out) == round(RATE / speed)
+    assert float(np.abs(out[-len(out) // 10 :]).max()) > 0.4
+
+
+def test_change_tempo_at_normal_speed_is_the_input_and_out_of_range_is_refused() -> None:
+    tone = signal(RATE, RATE)
+    assert change_tempo(tone, 1.0, sample_rate=RATE) is tone
+    for speed in (0.2, 4.5, 0.0, -1.0, float("nan")):
+        with pytest.raises(InvalidRequest) as excinfo:
+            change_tempo(tone, speed, sample_rate=RATE)
+        assert excinfo.value.details == {"field": "speed"}

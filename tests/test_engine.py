@@ -14,7 +14,8 @@ import torch
 from shared.audio import decode_audio
 from shared.errors import InvalidAudio, InvalidRequest, UnsupportedLanguage
 from shared.tasks import Task
-from worker.engine import DecodingOptions, SpeechItem, TextItem, TranslationEngine
+from worker.engine import DecodingOptions, ItemResult, SpeechItem, TextItem, TranslationEngine
+from worker.token_logprobs import item_tokens
 
 DATA = Path(__file__).parent / "data"
 # Greedy and a fixed output bound (max_len_a 0), so batched and single calls generate the same number of tokens.
@@ -29,6 +30,12 @@ def engine(tiny_model_dir: Path) -> TranslationEngine:
 @pytest.fixture(scope="module")
 def speech_fr() -> np.ndarray:
     return decode_audio(DATA / "speech_fr.wav")
+
+
+def assert_tokens_spell_the_text(engine: TranslationEngine, result: ItemResult) -> None:
+    assert result.tokens and all(isinstance(t, int) for t in result.tokens)
+    assert engine.processor.decode(list(result.tokens), skip_special_tokens=True).strip() == result.text
+    assert result.avg_logprob is not None and np.isfinite(result.avg_logprob) and result.avg_logprob < 0
 
 
 def test_loads_through_from_pretrained_with_the_real_language_tables(engine: TranslationEngine) -> None:
@@ -56,8 +63,12 @@ def test_text_tasks_single_and_batched(engine: TranslationEngine, task: Task) ->
             # Padded items may get one vocoder unit (320 samples) more than alone (see model-notes.md).
             assert abs(len(got.waveform) - len(alone.waveform)) <= 320
             assert 0 < len(got.waveform) < 16_000 * 10
+            assert got.tokens == () and got.avg_logprob is None
         else:
             assert got.waveform is None
+            assert_tokens_spell_the_text(engine, got)
+            assert got.tokens == alone.tokens
+            assert got.avg_logprob == pytest.approx(alone.avg_logprob, abs=1e-4)
 
 
 @pytest.mark.parametrize("task", [Task.S2TT, Task.S2ST])
@@ -66,9 +77,12 @@ def test_speech_tasks_single_and_batched(engine: TranslationEngine, speech_fr: n
     results = engine.translate(task, items, tgt_lang="deu")
     assert len(results) == 2
     assert all(r.text for r in results)
-    if task.speech_output:
-        for r in results:
+    for r in results:
+        if task.speech_output:
             assert r.waveform is not None and np.isfinite(r.waveform).all() and len(r.waveform) > 0
+            assert r.tokens == () and r.avg_logprob is None
+        else:
+            assert_tokens_spell_the_text(engine, r)
 
 
 def test_outputs_depend_on_input_and_target(engine: TranslationEngine) -> None:
@@ -108,7 +122,48 @@ def test_batched_text_items_keep_their_own_length_bound(tiny_model_dir: Path) ->
     )
     items = [TextItem("Bonjour.", "fra"), TextItem("Une phrase nettement plus longue que la première.", "fra")]
     batched = engine.translate(Task.T2TT, items, tgt_lang="eng")
-    assert [r.text for r in batched] == [engine.translate(Task.T2TT, [i], tgt_lang="eng")[0].text for i in items]
+    singles = [engine.translate(Task.T2TT, [i], tgt_lang="eng")[0] for i in items]
+    assert [r.text for r in batched] == [r.text for r in singles]
+    assert [r.tokens for r in batched] == [r.tokens for r in singles]
+    assert [r.avg_logprob for r in batched] == pytest.approx([r.avg_logprob for r in singles], abs=1e-4)
+    tok = engine.processor.tokenizer
+    # The tiny model never stops by itself: each item has exactly its own bound of tokens, the short one too.
+    bounds = [engine.decoding.max_new_tokens_for(len(tok(i.text, src_lang="fra")["input_ids"])) for i in items]
+    assert [len(r.tokens) for r in batched] == bounds and bounds[0] < bounds[1]
+
+
+def test_beam_search_tokens_and_avg_logprob_match_transformers_own_scores(tiny_model_dir: Path) -> None:
+    """Beam scores come log-softmaxed, one row per beam: the engine's average is transformers' own
+    ``compute_transition_scores`` averaged (and, at length penalty 1, the beam's ``sequences_scores``)."""
+    decoding = DecodingOptions(text_num_beams=4, max_len_a=0, max_len_b=6)
+    engine = TranslationEngine.load(str(tiny_model_dir), device="cpu", decoding=decoding)
+    items = [TextItem("Bonjour.", "fra"), TextItem("Une phrase nettement plus longue que la première.", "fra")]
+    batched = engine.translate(Task.T2TT, items, tgt_lang="eng")
+    alone = engine.translate(Task.T2TT, items[:1], tgt_lang="eng")[0]
+    for result in batched:
+        assert_tokens_spell_the_text(engine, result)
+    assert batched[0].tokens == alone.tokens and len(alone.tokens) == 6
+    assert batched[0].avg_logprob == pytest.approx(alone.avg_logprob, abs=1e-4)
+
+    inputs = engine.processor(text=items[0].text, src_lang="fra", return_tensors="pt")
+    with torch.inference_mode():
+        direct = engine.model.generate(
+            **inputs, tgt_lang="eng", generate_speech=False, max_new_tokens=6, text_num_beams=4
+        )
+    scores = engine.model.compute_transition_scores(direct.sequences, direct.scores, direct.beam_indices)
+    assert tuple(direct.sequences[0, 2:].tolist()) == alone.tokens
+    assert alone.avg_logprob == pytest.approx(float(scores[0].mean()), abs=1e-5)
+    assert alone.avg_logprob == pytest.approx(float(direct.sequences_scores[0]), abs=1e-5)
+
+
+def test_an_item_ends_at_its_end_token_which_is_scored_and_padding_is_not() -> None:
+    """The tiny model never ends by itself, so the end of an item is shown on ids a real model would give."""
+    logprobs = torch.tensor([-1.0, -2.0, -3.0, 0.0, 0.0])
+    ended = item_tokens([17, 42, 3, 0, 0], logprobs, eos_ids={3}, pad_id=0)
+    assert ended.tokens == (17, 42) and ended.avg_logprob == pytest.approx(-2.0)
+    assert item_tokens([17, 42], logprobs, eos_ids={3}, pad_id=0).avg_logprob == pytest.approx(-1.5)
+    assert item_tokens([3, 0], logprobs, eos_ids={3}, pad_id=0) == item_tokens([3], logprobs[:1], eos_ids={3}, pad_id=0)
+    assert item_tokens([0, 0], logprobs, eos_ids={3}, pad_id=0).avg_logprob is None
 
 
 def test_max_new_tokens_follows_the_input_length(tiny_model_dir: Path) -> None:

@@ -9,6 +9,7 @@ import redis
 
 from shared.errors import InvalidAudio
 from shared.jobs import CancelOutcome, ClaimOutcome, JobRecord, JobStatus, JobStore, new_job_id
+from shared.messages import JobMessage
 from shared.reaper import requeue_orphaned_jobs
 from shared.redis_client import sync_redis
 from shared.tasks import Task
@@ -38,10 +39,19 @@ def claim(store: JobStore, job_id: str, token: str, lease_s: float = 5.0, max_at
 
 
 def test_record_round_trips(store: JobStore) -> None:
-    record = make_job(store, speaker_id=3, output_format="flac", input_meta={"chars": 12})
+    record = make_job(store, speaker_id=3, output_format="flac", input_meta={"chars": 12}, speed=2.5)
     loaded = store.get(record.id)
     assert loaded is not None
     assert loaded.model_dump() == record.model_dump()
+    assert loaded.to_message().speed == 2.5
+
+
+def test_records_and_messages_from_before_speed_default_to_normal_speed(store: JobStore) -> None:
+    record = make_job(store)
+    old_hash = {k: v for k, v in record.to_hash().items() if k != "speed"}
+    assert JobRecord.from_hash(old_hash).speed == 1.0
+    old_message = {k: v for k, v in record.to_message().to_celery().items() if k != "speed"}
+    assert JobMessage.from_celery(old_message).speed == 1.0
 
 
 def test_unknown_job_is_none(store: JobStore) -> None:

@@ -122,6 +122,29 @@ def test_each_task_runs_end_to_end(e2e: tuple[Harness, WorkerProcess], task: Tas
         assert len(wave) > 0 and np.isfinite(wave).all()
     else:
         assert "audio" not in record.result
+    if task is Task.S2TT:  # what OpenAI's verbose_json segments carry
+        assert record.result["segments"]
+        for segment in record.result["segments"]:
+            assert segment["tokens"] and all(isinstance(t, int) for t in segment["tokens"])
+            assert isinstance(segment["avg_logprob"], float) and segment["avg_logprob"] < 0
+    elif task is Task.S2ST:
+        assert all("tokens" not in segment for segment in record.result["segments"])
+
+
+def test_speed_changes_the_length_of_the_speech_and_nothing_else(e2e: tuple[Harness, WorkerProcess]) -> None:
+    """The tiny model's speech is noise, but the same text gives the same noise: speed 2 halves it."""
+    harness, _ = e2e
+    records = [
+        harness.wait(harness.submit(Task.T2ST, text="Bonjour le monde.", output_format="flac", speed=speed))
+        for speed in (1.0, 2.0)
+    ]
+    assert all(r.status is JobStatus.SUCCEEDED and r.result is not None for r in records), [r.error for r in records]
+    normal, fast = (r.result for r in records if r.result is not None)
+    assert normal["text"] == fast["text"]
+    waves = [decode_audio(harness.storage.get_bytes(r["audio"]["key"])) for r in (normal, fast)]
+    assert len(waves[0]) > 16_000 // 4
+    assert len(waves[1]) == pytest.approx(len(waves[0]) / 2, rel=0.01)
+    assert fast["audio"]["duration_s"] == pytest.approx(len(waves[1]) / 16_000, abs=0.01)
 
 
 def test_bad_input_fails_the_job_with_a_clear_code(e2e: tuple[Harness, WorkerProcess]) -> None:

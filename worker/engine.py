@@ -26,6 +26,7 @@ from shared.errors import EngineOutOfMemory, InferenceFailed, InvalidRequest, M4
 from shared.languages import LanguageSupport
 from shared.settings import WorkerSettings
 from shared.tasks import Task
+from worker.token_logprobs import item_tokens, step_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,13 @@ class ItemResult:
 
     waveform: np.ndarray | None = None
     """Speech output: mono float32 at 16 kHz, trimmed to its true length; None for text output."""
+
+    tokens: tuple[int, ...] = ()
+    """Text output: the generated token ids of ``text`` (no language prefix, end token or padding); empty for
+    speech output. For clients that show tokens (OpenAI's ``verbose_json`` segments)."""
+
+    avg_logprob: float | None = None
+    """Text output: the mean log-probability per generated token, the end token included; None for speech output."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +191,10 @@ class TranslationEngine:
         self._lock = threading.Lock()
         self._planning_tokenizer = copy.deepcopy(processor.tokenizer)
         self._planning_lock = threading.Lock()
+        # What generate stops on and pads with: where an item's own tokens end.
+        eos = model.generation_config.eos_token_id
+        self._eos_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self._pad_id: int | None = model.generation_config.pad_token_id
 
     @classmethod
     def from_settings(cls, settings: WorkerSettings) -> TranslationEngine:
@@ -343,12 +355,18 @@ class TranslationEngine:
             max_new_tokens=max_new_tokens,
             **self.decoding.generate_kwargs(),
         )
-        sequences = output.sequences
-        if per_item:
-            # The batch ran to its longest item's bound; hold each item to its own, as if it had run alone
-            # (sequences start with the decoder start token and the target language token).
-            sequences = [row[: _PREFIX_TOKENS + bound] for row, bound in zip(sequences, per_item, strict=True)]
-        return [ItemResult(text=text) for text in self._decode(sequences)]
+        # The batch ran to its longest item's bound; hold each item to its own, as if it had run alone
+        # (sequences start with the decoder start token and the target language token).
+        bounds = per_item or [max_new_tokens] * len(output.sequences)
+        sequences = [row[: _PREFIX_TOKENS + bound] for row, bound in zip(output.sequences, bounds, strict=True)]
+        logprobs = step_logprobs(output, prefix=_PREFIX_TOKENS)
+        results = []
+        for row, text, row_logprobs in zip(sequences, self._decode(sequences), logprobs, strict=True):
+            scored = item_tokens(
+                row[_PREFIX_TOKENS:].tolist(), row_logprobs, eos_ids=self._eos_ids, pad_id=self._pad_id
+            )
+            results.append(ItemResult(text=text, tokens=scored.tokens, avg_logprob=scored.avg_logprob))
+        return results
 
     def _generate_speech(
         self, inputs: dict[str, torch.Tensor], tgt: str, speaker: int, max_new_tokens: int

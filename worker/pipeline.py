@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from shared.audio import iter_decoded_blocks
-from shared.audio_encode import CONTENT_TYPES, EXTENSIONS, encode_audio, output_rate
+from shared.audio_encode import CONTENT_TYPES, EXTENSIONS, change_tempo, encode_audio, output_rate
 from shared.errors import AudioTooLong, InferenceFailed, M4TError
 from shared.messages import JobMessage, output_key
 from shared.storage import Storage
@@ -134,7 +134,13 @@ class TranslationPipeline:
             if output is not None:
                 pause = min(gaps[index - 1], self.options.max_output_pause_s) if index else 0.0
                 start, end = output.append(result.waveform, pause_s=pause)
-                row["output_start_s"], row["output_end_s"] = round(start, 3), round(end, 3)
+                # Spans in the audio as delivered, after _write_audio changes its tempo (atempo: time / speed).
+                row["output_start_s"] = round(start / message.speed, 3)
+                row["output_end_s"] = round(end / message.speed, 3)
+            else:
+                # Text output: what OpenAI's verbose_json segments carry besides the text.
+                row["tokens"] = list(result.tokens)
+                row["avg_logprob"] = None if result.avg_logprob is None else round(result.avg_logprob, 4)
             ctx.segment({"index": index, **row})
 
         translated = self._translate(
@@ -277,6 +283,8 @@ class TranslationPipeline:
 
     def _write_audio(self, message: JobMessage, wave: np.ndarray) -> dict[str, Any]:
         fmt = message.output_format
+        if message.speed != 1.0:  # the whole job's speech at once: one filter graph, no seams between units
+            wave = change_tempo(wave, message.speed, sample_rate=SAMPLE_RATE)
         data = encode_audio(wave, fmt, sample_rate=SAMPLE_RATE)  # first: an unknown format is InvalidRequest
         key = output_key(message.job_id, f"audio.{EXTENSIONS[fmt]}")
         self.storage.put_bytes(key, data, content_type=CONTENT_TYPES[fmt])

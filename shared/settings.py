@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.iso639 import to_m4t_code
+from shared.languages import LANGUAGE_NAMES
+
 DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
 
 
@@ -180,6 +183,15 @@ class GatewaySettings(CommonSettings):
     default_transcribe_lang: str | None = None
     """The spoken language assumed by `/v1/audio/transcriptions` when a request names none (ISO 639-1 like `fr`, or a
     SeamlessM4T code). Unset: such a request gets 400 naming `language`. Open WebUI, for one, sends no language."""
+
+    @field_validator("default_transcribe_lang")
+    @classmethod
+    def _check_transcribe_lang(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if to_m4t_code(value) not in LANGUAGE_NAMES:
+            raise ValueError(f"'{value}' is not a language code (ISO 639-1 like 'fr', or SeamlessM4T's like 'fra')")
+        return value.strip()
 
     @property
     def auth_enabled(self) -> bool:

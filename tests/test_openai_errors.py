@@ -37,7 +37,8 @@ def test_every_error_code_has_an_openai_status_and_type() -> None:
     assert "unsupported_language" in codes and "quota_exceeded" in codes and "webhook_url_refused" in codes
     missing = sorted(codes - set(OPENAI_ERRORS))
     assert not missing, f"add these to gateway.errors.OPENAI_ERRORS: {missing}"
-    assert {mapped.status for mapped in OPENAI_ERRORS.values()} <= {400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 504}
+    openai_statuses = {400, 401, 403, 404, 405, 409, 413, 429, 500, 503, 504}
+    assert {mapped.status for mapped in OPENAI_ERRORS.values()} <= openai_statuses
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -134,18 +135,25 @@ def test_transcription_language_comes_from_iso_or_server_default(api: OpenAIStac
     assert (missing.value.body["param"], missing.value.body["code"]) == ("language", "invalid_request")  # type: ignore[index]
 
 
-def test_translation_to_english_and_to_a_target_language(api: OpenAIStack) -> None:
-    client = api.client()
-    with (DATA / "speech_fr.wav").open("rb") as audio:
-        english = client.audio.translations.create(model="whisper-1", file=audio, response_format="verbose_json")
-    assert english.language == "english"
+def test_translation_in_every_response_format_with_the_async_sdk(api: OpenAIStack) -> None:
+    async def translate(**params: Any) -> Any:
+        async with api.async_client() as client:
+            with (DATA / "speech_fr.wav").open("rb") as audio:
+                return await client.audio.translations.with_raw_response.create(model="whisper-1", file=audio, **params)
+
+    english = asyncio.run(translate(response_format="verbose_json")).parse()
+    assert (english.task, english.language) == ("translate", "english")
     assert english.segments and english.segments[0].tokens
-    with (DATA / "speech_fr.wav").open("rb") as audio:
-        raw = client.audio.translations.with_raw_response.create(
-            model="whisper-1", file=audio, response_format="text", extra_body={"target_language": "de"}
-        )
-    assert raw.parse().strip()
-    assert api.job(raw.headers["x-m4t-job-id"])["tgt_lang"] == "deu"
+    assert english.segments[-1].end <= english.duration == pytest.approx(2.937, abs=0.01)
+    assert asyncio.run(translate()).parse().text == english.text
+    assert asyncio.run(translate(response_format="text")).parse() == english.text + "\n"
+    cues = list(srt.parse(asyncio.run(translate(response_format="srt")).parse()))
+    assert [cue.content for cue in cues] == [s.text for s in english.segments]
+    vtt = webvtt.from_string(asyncio.run(translate(response_format="vtt")).parse())
+    assert [cue.text for cue in vtt] == [s.text for s in english.segments]
+    german = asyncio.run(translate(response_format="text", extra_body={"target_language": "de"}))
+    assert german.parse().strip()
+    assert api.job(german.headers["x-m4t-job-id"])["tgt_lang"] == "deu"
 
 
 def test_streaming_sends_one_delta_per_segment_before_done(api: OpenAIStack) -> None:
@@ -351,20 +359,30 @@ def test_each_error_class_the_sdk_raises(api: OpenAIStack, tmp_path: Path) -> No
 
 
 def test_a_call_still_running_after_the_wait_is_504_with_its_job(api: OpenAIStack, tmp_path: Path) -> None:
-    """A gateway that waits 0.2 s: the job goes on, and its id comes back to fetch it later. That gateway also
-    assumes French when a call names no language (``M4T_DEFAULT_TRANSCRIBE_LANG``, as for Open WebUI)."""
-    env = {**api.stack.env, "M4T_OPENAI_WAIT_S": "0.2", "M4T_DEFAULT_TRANSCRIBE_LANG": "fr"}
+    """A second gateway on the same stack, with auth off (the bearer token the SDK always sends is then ignored),
+    that waits 0.2 s: the job goes on, and its id comes back to fetch it later. It also assumes French when a call
+    names no language (``M4T_DEFAULT_TRANSCRIBE_LANG``, as the Open WebUI recipe sets it)."""
+    env = {**api.stack.env, "M4T_AUTH": "off", "M4T_OPENAI_WAIT_S": "0.2", "M4T_DEFAULT_TRANSCRIBE_LANG": "fr"}
     with GatewayProcess(tmp_path, env) as gateway:
-        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=api.key)
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-anything")
         started = time.monotonic()
         with pytest.raises(openai.APIStatusError) as waited:
             _transcribe(client, DATA / "monologue_en.ogg")
         assert time.monotonic() - started < 5, "x-should-retry: false: no retries"
         error = waited.value
         job_id = error.body["job_id"]  # type: ignore[index]
-        job = api.job(job_id)
+        job = httpx.get(f"{gateway.url}/api/v1/jobs/{job_id}").json()
         assert (job["status"], job["tgt_lang"]) in {("queued", "fra"), ("running", "fra")}
+        assert httpx.delete(f"{gateway.url}/api/v1/jobs/{job_id}").status_code in (200, 202)
     assert (error.status_code, error.body["code"]) == (504, "wait_timeout")  # type: ignore[index]
     assert error.response.headers["x-m4t-job-id"] == job_id
-    cancelled = api.stack.http.delete(f"/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {api.key}"})
-    assert cancelled.status_code in (200, 202)
+
+
+def test_idempotency_key_gives_back_the_same_job(api: OpenAIStack) -> None:
+    client = api.client()
+    first = _speech(client, response_format="wav", language="en", extra_headers={"Idempotency-Key": "speech-13"})
+    again = _speech(client, response_format="wav", language="en", extra_headers={"Idempotency-Key": "speech-13"})
+    assert first.headers["x-m4t-job-id"] == again.headers["x-m4t-job-id"]
+    assert first.content == again.content
+    other = _speech(client, response_format="wav", language="en")
+    assert other.headers["x-m4t-job-id"] != first.headers["x-m4t-job-id"], "a finished job is not attached to"

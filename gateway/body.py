@@ -133,10 +133,10 @@ async def read_json(request: Request, model: type[T]) -> T:
     return validate_model(model, data)
 
 
-async def read_form(request: Request) -> FormData:
+async def read_form(request: Request, *, file_field: str = AUDIO_FIELD) -> FormData:
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise UnsupportedMediaType("send speech as multipart/form-data with the file in 'audio_file'")
+        raise UnsupportedMediaType(f"send speech as multipart/form-data with the file in '{file_field}'")
     try:
         return await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as exc:
@@ -147,20 +147,30 @@ async def read_form(request: Request) -> FormData:
         raise InvalidRequest(f"the multipart form is invalid: {exc.detail}") from exc
 
 
-def form_fields(form: FormData, model: type[T]) -> tuple[T, UploadFile]:
-    upload = form.get(AUDIO_FIELD)
+def form_parts(form: FormData, *, file_field: str, list_fields: bool = False) -> tuple[dict[str, Any], UploadFile]:
+    """The form's plain fields (each given once; empty ones left out) and its one file. ``list_fields``: fields
+    named ``name[]`` may repeat and are gathered into a list under ``name`` (how the OpenAI SDK sends lists)."""
+    upload = form.get(file_field)
     if not isinstance(upload, UploadFile):
-        raise InvalidRequest(f"'{AUDIO_FIELD}' is required (a file part)", details={"field": AUDIO_FIELD})
+        raise InvalidRequest(f"'{file_field}' is required (a file part)", details={"field": file_field})
     fields: dict[str, Any] = {}
     for name, value in form.multi_items():
-        if name == AUDIO_FIELD:
+        if name == file_field:
             continue
         if not isinstance(value, str):
             raise InvalidRequest(f"'{name}' must be a plain field, not a file", details={"field": name})
-        if name in fields:
-            raise InvalidRequest(f"'{name}' is given more than once", details={"field": name})
-        if value != "":
-            fields[name] = value
+        key, repeatable = (name[:-2], True) if list_fields and name.endswith("[]") else (name, False)
+        if key in fields and not (repeatable and isinstance(fields[key], list)):
+            raise InvalidRequest(f"'{key}' is given more than once", details={"field": name})
+        if repeatable:
+            fields.setdefault(key, []).append(value)
+        elif value != "":
+            fields[key] = value
+    return fields, upload
+
+
+def form_fields(form: FormData, model: type[T]) -> tuple[T, UploadFile]:
+    fields, upload = form_parts(form, file_field=AUDIO_FIELD)
     return validate_model(model, fields), upload
 
 

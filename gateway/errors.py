@@ -171,13 +171,18 @@ def envelope(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": body}
 
 
+_OPENAI_PARAMS = {"audio_file": "file", "text": "input"}
+"""Fields that checks shared with /api/v1 name as /api/v1 does -> the OpenAI parameter they are on /v1."""
+
+
 def openai_body(reply: ErrorReply) -> tuple[int, dict[str, Any], dict[str, str]]:
     """OpenAI's status, body and headers for ``reply``."""
     mapped = openai_error_for(reply)
+    param = reply.details.get("field")
     error: dict[str, Any] = {
         "message": _encodable(reply.message),
         "type": mapped.type,
-        "param": _encodable(reply.details.get("field")),
+        "param": _encodable(_OPENAI_PARAMS.get(param, param) if isinstance(param, str) else param),
         "code": reply.code,
     }
     if reply.details.get("job_id"):

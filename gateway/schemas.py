@@ -130,6 +130,10 @@ class Segment(BaseModel):
     text: str
     output_start_s: float | None = Field(default=None, description="Start in the output audio (speech output)")
     output_end_s: float | None = Field(default=None, description="End in the output audio (speech output)")
+    tokens: list[int] | None = Field(default=None, description="Text output (s2tt): the generated token ids")
+    avg_logprob: float | None = Field(
+        default=None, description="Text output (s2tt): mean log-probability of the generated tokens"
+    )
 
 
 class JobResult(BaseModel):

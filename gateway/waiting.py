@@ -44,35 +44,38 @@ def _event(entry_id: str, fields: dict[str, str]) -> JobEvent:
 
 
 async def follow_events(
-    aredis: redis.asyncio.Redis, job_id: str, last_id: str = "0-0"
+    aredis: redis.asyncio.Redis, job_id: str, last_id: str = "0-0", *, until: float | None = None
 ) -> AsyncIterator[JobEvent | None]:
     """The job's events after ``last_id`` as they come, up to and including its terminal status event (or until the
-    job is found finished or gone while nothing comes). ``None`` after ``KEEPALIVE_S`` of silence: the moment for a
-    keep-alive on a long-lived response."""
+    job is found finished or gone while nothing comes, or ``time.monotonic()`` passes ``until``). ``None`` after
+    ``KEEPALIVE_S`` of silence: the moment for a keep-alive on a long-lived response."""
     silent_s = 0.0
     block: int | None = None  # the first read does not wait: a finished job's stream ends at once
     while True:
         reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] = await aredis.xread(  # type: ignore[assignment]
             {events_key(job_id): last_id}, block=block, count=100
         )
-        block = int(_BLOCK_SLICE_S * 1000)
-        if not reply:
+        if reply:
+            silent_s = 0.0
+            for _stream, entries in reply:
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    event = _event(entry_id, fields)
+                    yield event
+                    if event.terminal:
+                        return
+        else:
             record = await fetch_job(aredis, job_id)
             if record is None or record.status.terminal:
                 return
-            silent_s += _BLOCK_SLICE_S
+            silent_s += (block or 0) / 1000
             if silent_s >= KEEPALIVE_S:
                 silent_s = 0.0
                 yield None
-            continue
-        silent_s = 0.0
-        for _stream, entries in reply:
-            for entry_id, fields in entries:
-                last_id = entry_id
-                event = _event(entry_id, fields)
-                yield event
-                if event.terminal:
-                    return
+        slice_s = _BLOCK_SLICE_S if until is None else min(_BLOCK_SLICE_S, until - time.monotonic())
+        if slice_s <= 0:
+            return
+        block = max(1, int(slice_s * 1000))
 
 
 async def wait_for_end(aredis: redis.asyncio.Redis, job_id: str, timeout_s: float) -> JobRecord | None:

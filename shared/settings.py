@@ -15,7 +15,9 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.iso639 import to_m4t_code
-from shared.languages import LANGUAGE_NAMES
+from shared.languages import CHECKPOINT_TEXT_LANGS, TEXT_ALIASES
+
+WRITTEN_LANGS = frozenset(CHECKPOINT_TEXT_LANGS) | frozenset(TEXT_ALIASES)
 
 DEFAULT_MODEL = "facebook/seamless-m4t-v2-large"
 
@@ -189,8 +191,10 @@ class GatewaySettings(CommonSettings):
     def _check_transcribe_lang(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        if to_m4t_code(value) not in LANGUAGE_NAMES:
-            raise ValueError(f"'{value}' is not a language code (ISO 639-1 like 'fr', or SeamlessM4T's like 'fra')")
+        if to_m4t_code(value) not in WRITTEN_LANGS:
+            raise ValueError(
+                f"'{value}' is not a language SeamlessM4T writes (an ISO 639-1 code like 'fr', or its own like 'fra')"
+            )
         return value.strip()
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import openai
 import pytest
 import redis
 import soundfile as sf
+import soxr
 import srt
 import webvtt
 from stack import GatewayProcess, RunningStack, running_stack
@@ -130,6 +132,12 @@ def test_transcription_language_comes_from_iso_or_server_default(api: OpenAIStac
     for code, expected in (("fr", "fra"), ("zh-TW", "cmn_Hant"), ("ms", "zlm")):
         job_id = _transcribe(client, language=code).headers["x-m4t-job-id"]
         assert api.job(job_id)["tgt_lang"] == expected
+    one_of_languages = _transcribe(client, languages=["de"])  # the SDK's `languages[]`: used when it names one
+    assert api.job(one_of_languages.headers["x-m4t-job-id"])["tgt_lang"] == "deu"
+    assert one_of_languages.headers["x-m4t-model"] == "whisper-1", "the model named is echoed"
+    with pytest.raises(openai.BadRequestError) as unheard:
+        _transcribe(client, language="sat")  # Santali: written by the model, not heard
+    assert unheard.value.body["param"] == "language"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as missing:
         _transcribe(client)
     assert (missing.value.body["param"], missing.value.body["code"]) == ("language", "invalid_request")  # type: ignore[index]
@@ -226,7 +234,8 @@ def test_a_multi_minute_file_through_client_timeouts_and_retries_is_one_job(api:
     assert len(segments) >= 12
     assert segments[-1]["end_s"] > job["input"]["duration_s"] - 10
     assert len(deltas) == len(segments)
-    assert "".join(deltas) == done == job["result"]["text"]
+    assert "".join(deltas) == " ".join(s["text"] for s in segments), "each segment's text, in order"
+    assert done == job["result"]["text"]
 
 
 # --- speech -----------------------------------------------------------------------------------------------------
@@ -264,8 +273,10 @@ def test_speech_in_every_format(api: OpenAIStack) -> None:
         assert raw.headers["content-type"] == content_type
         wave, out_rate = _decode_adts(raw.content) if fmt == "aac" else _decode_with_libsndfile(raw.content)
         assert len(wave) / out_rate == pytest.approx(seconds, abs=0.12), fmt
-    pcm = _speech(client, response_format="pcm", language="en").content
-    assert len(pcm) / 2 / 24_000 == pytest.approx(seconds, abs=0.01), "raw 16-bit mono at 24 kHz"
+    pcm = np.frombuffer(_speech(client, response_format="pcm", language="en").content, dtype="<i2") / 32768
+    assert len(pcm) / 24_000 == pytest.approx(seconds, abs=0.01), "raw 16-bit mono at 24 kHz"
+    at_24k = soxr.resample(reference, rate, 24_000)[: len(pcm)]
+    assert np.corrcoef(pcm[: len(at_24k)], at_24k)[0, 1] > 0.99, "the same speech as the WAV"
     default = _speech(client, language="en")
     assert default.headers["content-type"] == "audio/mpeg", "mp3 by default"
 
@@ -293,6 +304,10 @@ def test_speech_refuses_what_it_cannot_do(api: OpenAIStack) -> None:
         "voice": {"voice": "nobody"},
         "stream_format": {"stream_format": "sse"},
     }
+    for odd_voice in ("²", "9" * 5000, "10001", True, -1):
+        with pytest.raises(openai.BadRequestError) as refused:
+            _speech(client, voice=odd_voice)
+        assert refused.value.body["param"] == "voice", odd_voice  # type: ignore[index]
     for param, params in cases.items():
         with pytest.raises(openai.BadRequestError) as refused:
             _speech(client, **params)
@@ -376,6 +391,60 @@ def test_a_call_still_running_after_the_wait_is_504_with_its_job(api: OpenAIStac
         assert httpx.delete(f"{gateway.url}/api/v1/jobs/{job_id}").status_code in (200, 202)
     assert (error.status_code, error.body["code"]) == (504, "wait_timeout")  # type: ignore[index]
     assert error.response.headers["x-m4t-job-id"] == job_id
+    assert error.response.headers["x-should-retry"] == "false"
+
+
+def test_queue_unreachable_is_503_and_a_cancelled_job_is_409(api: OpenAIStack, tmp_path: Path) -> None:
+    """A gateway whose Redis is down answers 503 with Retry-After (the SDK's InternalServerError; it would retry);
+    a call whose job is cancelled through the job API meanwhile gets 409 ConflictError, not retried."""
+    env = {**api.stack.env, "M4T_AUTH": "off", "M4T_REDIS_URL": "redis://127.0.0.1:9/0"}
+    with GatewayProcess(tmp_path, env) as gateway:
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-anything", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as down:
+            _transcribe(client, language="en")
+    assert (down.value.status_code, down.value.body["code"]) == (503, "redis_unavailable")  # type: ignore[index]
+    assert down.value.response.headers["retry-after"] == "5"
+
+    newest_before = _newest_job(api)
+    outcome: dict[str, BaseException] = {}
+
+    def call() -> None:
+        try:
+            _transcribe(api.client(), DATA / "monologue_en.ogg", language="en")
+        except openai.APIStatusError as exc:
+            outcome["error"] = exc
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 30
+    while (job_id := _newest_job(api)) == newest_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    headers = {"Authorization": f"Bearer {api.key}"}
+    assert api.stack.http.delete(f"/api/v1/jobs/{job_id}", headers=headers).status_code in (200, 202)
+    caller.join(timeout=60)
+    error = outcome["error"]
+    assert isinstance(error, openai.ConflictError)
+    assert error.body["code"] == "job_cancelled"  # type: ignore[index]
+    assert error.response.headers["x-should-retry"] == "false"
+
+
+def _newest_job(api: OpenAIStack) -> str | None:
+    jobs = api.stack.http.get(
+        "/api/v1/jobs", params={"limit": 1}, headers={"Authorization": f"Bearer {api.key}"}
+    ).json()["jobs"]
+    return jobs[0]["id"] if jobs else None
+
+
+def test_a_field_sent_both_plain_and_as_a_list_is_400(api: OpenAIStack) -> None:
+    """What no SDK sends, but a hand-made form can: refused, never a server error."""
+    response = api.stack.http.post(
+        "/v1/audio/transcriptions",
+        headers={"Authorization": f"Bearer {api.key}"},
+        data={"model": "whisper-1", "language": "fr", "language[]": "de"},
+        files={"file": ("a.wav", SPEECH_EN.read_bytes())},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "language[]"
 
 
 def test_idempotency_key_gives_back_the_same_job(api: OpenAIStack) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from shared.errors import UnsupportedLanguage
 from shared.iso639 import ISO_639_1, to_m4t_code
-from shared.languages import LanguageSupport
+from shared.languages import TEXT_ALIASES, LanguageSupport
 
 
 def _iso_codes(codes: Iterable[str]) -> list[str]:
@@ -31,6 +31,18 @@ def _checked(value: str, allowed: frozenset[str], support: LanguageSupport, *, f
 def text_language(value: str, support: LanguageSupport, *, field: str) -> str:
     """A language the model writes (the text of a transcription or a translation)."""
     return _checked(value, support.text, support, field=field, what="the model writes as text")
+
+
+def spoken_language(value: str, support: LanguageSupport, *, field: str) -> str:
+    """A language the model both hears and writes: what a transcription is in."""
+    heard_and_written = frozenset(
+        code for code in support.text if code in support.speech_input or _alias_of(code) in support.speech_input
+    )
+    return _checked(value, heard_and_written, support, field=field, what="the model hears and writes")
+
+
+def _alias_of(code: str) -> str:
+    return next((alias for alias, target in TEXT_ALIASES.items() if target == code), code)
 
 
 def speech_language(value: str, support: LanguageSupport, *, field: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from shared.errors import M4TError
+
 OWNER: Final = "seamlessm4t-api"
 CREATED: Final = 1701302400
 """2023-11-30, when SeamlessM4T v2 was published: the ``created`` of every model listed."""
@@ -19,6 +21,11 @@ ALIASES: Final = (
     "gpt-4o-mini-tts",
 )
 """OpenAI's audio model names: tools that send them are served by the loaded model."""
+
+
+class ModelNotFound(M4TError):
+    code = "model_not_found"
+    status_code = 404
 
 
 def model_ids(loaded: list[str]) -> list[str]:

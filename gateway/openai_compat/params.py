@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import FormData, UploadFile
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.openai_compat.voices import VoiceRef
-from shared.errors import InvalidRequest
 
 FILE_FIELD = "file"
 TextFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
@@ -35,7 +33,9 @@ class _OpenAIParams(BaseModel):
 class AudioTextParams(_OpenAIParams):
     """What transcriptions and translations share."""
 
-    model: str = Field(min_length=1, max_length=256, description="Any name: accepted and echoed (see /v1/models)")
+    model: str = Field(
+        min_length=1, max_length=256, description="Any name: accepted, echoed in `x-m4t-model` (see /v1/models)"
+    )
     prompt: str | None = Field(default=None, max_length=20_000, description="Accepted and ignored")
     response_format: TextFormat = "json"
     temperature: float = Field(default=0.0, ge=0, le=1, description="Accepted and ignored: decoding is beam search")
@@ -47,6 +47,11 @@ class TranscriptionParams(AudioTextParams):
         max_length=32,
         description="The spoken language: ISO 639-1 (`fr`) or a SeamlessM4T code (`fra`). Default: "
         "`M4T_DEFAULT_TRANSCRIBE_LANG`; without it, required.",
+    )
+    languages: list[str] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Used when `language` is not given and it names exactly one language",
     )
     timestamp_granularities: list[Literal["segment", "word"]] = Field(
         default_factory=list, max_length=2, description="`segment` only: word timestamps are not available"
@@ -63,8 +68,10 @@ class TranslationParams(AudioTextParams):
 
 class SpeechParams(_OpenAIParams):
     input: str = Field(min_length=1, description="The text to speak")
-    model: str = Field(min_length=1, max_length=256, description="Any name: accepted and echoed")
-    voice: str | int | VoiceRef = Field(description="An OpenAI voice name, or a vocoder speaker number (0-199)")
+    model: str = Field(min_length=1, max_length=256, description="Any name: accepted, echoed in `x-m4t-model`")
+    voice: str | int | VoiceRef = Field(
+        description='An OpenAI voice name, a vocoder speaker number (0-199), or `{"id": name or number}`'
+    )
     response_format: SpeechFormat = "mp3"
     speed: float = Field(default=1.0, ge=0.25, le=4.0, description="0.25-4.0, by FFmpeg's atempo (pitch kept)")
     instructions: str | None = Field(default=None, max_length=4096, description="Accepted and ignored")
@@ -76,27 +83,15 @@ class SpeechParams(_OpenAIParams):
         default=None, max_length=32, description="Extension: the language of `input`. Default: detected"
     )
 
-
-def form_params(form: FormData) -> tuple[dict[str, Any], UploadFile]:
-    """The plain fields of an OpenAI multipart form, and its file. ``name[]`` fields (repeatable, as the SDK sends
-    lists) become lists under ``name``; any other field may be given once."""
-    upload = form.get(FILE_FIELD)
-    if not isinstance(upload, UploadFile):
-        raise InvalidRequest(f"'{FILE_FIELD}' is required (a file part)", details={"field": FILE_FIELD})
-    fields: dict[str, Any] = {}
-    for name, value in form.multi_items():
-        if name == FILE_FIELD:
-            continue
-        if not isinstance(value, str):
-            raise InvalidRequest(f"'{name}' must be a plain field, not a file", details={"field": name})
-        if name.endswith("[]"):
-            fields.setdefault(name[:-2], []).append(value)
-            continue
-        if name in fields:
-            raise InvalidRequest(f"'{name}' is given more than once", details={"field": name})
-        if value != "":
-            fields[name] = value
-    return fields, upload
+    @field_validator("voice", mode="before")
+    @classmethod
+    def _voice_shape(cls, value: Any) -> Any:
+        """One error on ``voice`` whatever is wrong with it (a union would report one per member)."""
+        if isinstance(value, dict) and isinstance(value.get("id"), str | int) and not isinstance(value["id"], bool):
+            return VoiceRef(id=str(value["id"]))
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError('voice must be a voice name, a speaker number or {"id": ...}')
+        return value
 
 
 def multipart_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ making another (the SDK retries a call that timed out by itself, uploading the f
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,19 +15,21 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth import Caller, CallerDep
-from gateway.body import read_form, read_json, require_json, validate_model
+from gateway.body import form_parts, read_form, read_json, require_json, validate_model
 from gateway.deps import ServicesDep
 from gateway.errors import render_openai
+from gateway.intake import submit_text, submit_upload
 from gateway.language_detection import Detection
-from gateway.openai_compat.languages import speech_language, text_language
-from gateway.openai_compat.models import model_ids, model_object
+from gateway.openai_compat.languages import speech_language, spoken_language, text_language
+from gateway.openai_compat.models import ModelNotFound, model_ids, model_object
 from gateway.openai_compat.outcomes import job_failure
 from gateway.openai_compat.params import (
+    FILE_FIELD,
     SPEECH_ENCODINGS,
+    AudioTextParams,
     SpeechParams,
     TranscriptionParams,
     TranslationParams,
-    form_params,
     multipart_schema,
 )
 from gateway.openai_compat.transcripts import AudioTask, transcript_events, transcript_response
@@ -34,10 +37,10 @@ from gateway.openai_compat.voices import speaker_for
 from gateway.routes.jobs import body_schema
 from gateway.schemas import OpenAIErrorBody
 from gateway.services import Services
-from gateway.submission import JobSpec, JobSubmitter, Submitted, file_digest, submit_once, text_digest
+from gateway.submission import JobSpec, JobSubmitter, Submitted
 from gateway.waiting import wait_for_end
 from shared.audio_encode import CONTENT_TYPES
-from shared.errors import InvalidRequest, LanguageNotDetected, M4TError
+from shared.errors import InvalidRequest, LanguageNotDetected, ObjectNotFound
 from shared.jobs import JobRecord, JobStatus
 from shared.languages import AUTO
 from shared.tasks import Task
@@ -45,13 +48,9 @@ from shared.tasks import Task
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"])
 
 JOB_ID_HEADER = "x-m4t-job-id"
+MODEL_HEADER = "x-m4t-model"
+"""The ``model`` the call named, echoed (the loaded model serves every call, whatever its name)."""
 ENGLISH = "eng"
-
-
-class ModelNotFound(M4TError):
-    code = "model_not_found"
-    status_code = 404
-
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": OpenAIErrorBody, "description": text}
@@ -82,55 +81,66 @@ async def _finished(services: Services, submitted: Submitted) -> JobRecord | JSO
 # --- transcriptions and translations ----------------------------------------------------------------------------
 
 
+def _spoken(params: TranscriptionParams, default: str | None) -> tuple[str, str]:
+    """The spoken language of a transcription, and the parameter it came from."""
+    if params.language:
+        return params.language, "language"
+    if len(params.languages) == 1:
+        return params.languages[0], "languages[]"
+    if len(params.languages) > 1:
+        raise InvalidRequest(
+            "name one spoken language in 'language': SeamlessM4T transcribes in the language it is told",
+            details={"field": "languages[]"},
+        )
+    if default:
+        return default, "M4T_DEFAULT_TRANSCRIBE_LANG"
+    raise InvalidRequest(
+        "language is required: the spoken language, as ISO 639-1 (e.g. 'fr') or a SeamlessM4T code ('fra'); "
+        "this server sets no M4T_DEFAULT_TRANSCRIBE_LANG",
+        details={"field": "language"},
+    )
+
+
+def _check_transcription(params: TranscriptionParams) -> None:
+    if "word" in params.timestamp_granularities:
+        raise InvalidRequest(
+            "word timestamps are not available: SeamlessM4T gives no word alignment; use 'segment'",
+            details={"field": "timestamp_granularities[]"},
+        )
+    if params.stream and params.response_format not in ("json", "text"):
+        raise InvalidRequest(
+            f"stream=true goes with response_format json or text, not {params.response_format}",
+            details={"field": "stream"},
+        )
+
+
 async def _speech_to_text(request: Request, services: Services, caller: Caller, task: AudioTask) -> Response:
-    form = await read_form(request)
+    form = await read_form(request, file_field=FILE_FIELD)
     try:
-        fields, upload = form_params(form)
-        params: TranscriptionParams | TranslationParams
+        fields, upload = form_parts(form, file_field=FILE_FIELD, list_fields=True)
         support, _ = await run_in_threadpool(services.languages)
+        params: AudioTextParams
         if task == "transcribe":
             params = validate_model(TranscriptionParams, fields)
-            if "word" in params.timestamp_granularities:
-                raise InvalidRequest(
-                    "word timestamps are not available: SeamlessM4T gives no word alignment; use 'segment'",
-                    details={"field": "timestamp_granularities[]"},
-                )
-            if params.stream and params.response_format not in ("json", "text"):
-                raise InvalidRequest(
-                    f"stream=true goes with response_format json or text, not {params.response_format}",
-                    details={"field": "stream"},
-                )
-            spoken = params.language or services.settings.default_transcribe_lang
-            if not spoken:
-                raise InvalidRequest(
-                    "language is required: the spoken language, as ISO 639-1 (e.g. 'fr') or a SeamlessM4T code "
-                    "('fra'); this server sets no M4T_DEFAULT_TRANSCRIBE_LANG",
-                    details={"field": "language"},
-                )
-            field = "language" if params.language else "M4T_DEFAULT_TRANSCRIBE_LANG"
-            target = text_language(spoken, support, field=field)
+            _check_transcription(params)
+            spoken, field = _spoken(params, services.settings.default_transcribe_lang)
+            target = spoken_language(spoken, support, field=field)
             source: str | None = target
         else:
             params = validate_model(TranslationParams, fields)
             source = None
             target = text_language(params.target_language or ENGLISH, support, field="target_language")
         spec = JobSpec(Task.S2TT, tgt_lang=target, src_lang=source)
-        submitter = JobSubmitter(services, caller)
-        submitted = await submit_once(
-            services,
-            caller,
-            request.headers.get("idempotency-key"),
-            spec,
-            digest=lambda: file_digest(upload.file),
-            submit=lambda: submitter.submit_audio(spec, upload.file, filename=upload.filename, size=upload.size or 0),
-            attach_running=True,
-        )
+        submitted = await submit_upload(request, services, caller, spec, upload, attach_running=True)
     finally:
         await form.close()
-    headers = {JOB_ID_HEADER: submitted.record.id}
+    headers = {JOB_ID_HEADER: submitted.record.id, MODEL_HEADER: params.model}
     if isinstance(params, TranscriptionParams) and params.stream:
+        events = transcript_events(
+            services.aredis, submitted.record.id, text_lang=target, wait_s=services.settings.openai_wait_s
+        )
         return StreamingResponse(
-            transcript_events(services.aredis, submitted.record.id, text_lang=target),
+            events,
             media_type="text/event-stream",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -150,35 +160,36 @@ _TEXT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
+def _text_route(
+    path: str, params: type[AudioTextParams], summary: str, description: str
+) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    return router.post(
+        path,
+        summary=summary,
+        description=description,
+        responses=_TEXT_RESPONSES,
+        response_class=Response,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": multipart_schema(params)}}}
+        },
+    )
+
+
+@_text_route(
     "/audio/transcriptions",
-    summary="Transcribe speech (OpenAI-compatible)",
-    description="Speech to text in the spoken language (`language`). Multipart form, as OpenAI's.",
-    responses=_TEXT_RESPONSES,
-    response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": multipart_schema(TranscriptionParams)}},
-        }
-    },
+    TranscriptionParams,
+    "Transcribe speech (OpenAI-compatible)",
+    "Speech to text in the spoken language (`language`). Multipart form, as OpenAI's.",
 )
 async def create_transcription(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     return await _speech_to_text(request, services, caller, "transcribe")
 
 
-@router.post(
+@_text_route(
     "/audio/translations",
-    summary="Translate speech to English text (OpenAI-compatible)",
-    description="Speech in any of the model's languages to English text, or to `target_language` (extension).",
-    responses=_TEXT_RESPONSES,
-    response_class=Response,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"multipart/form-data": {"schema": multipart_schema(TranslationParams)}},
-        }
-    },
+    TranslationParams,
+    "Translate speech to English text (OpenAI-compatible)",
+    "Speech in any of the model's languages to English text, or to `target_language` (extension).",
 )
 async def create_translation(request: Request, services: ServicesDep, caller: CallerDep) -> Response:
     return await _speech_to_text(request, services, caller, "translate")
@@ -192,9 +203,9 @@ def _detect_for_speech(submitter: JobSubmitter, text: str) -> Detection:
         return submitter.detect(text)
     except LanguageNotDetected as exc:
         raise LanguageNotDetected(
-            f"{exc.message.split(';')[0]}; name the language to speak in 'language' (and the text's own in "
-            "'source_language' if it differs)",
-            details={"field": "language"},
+            f"{exc.message.split(';')[0]}; name the language of 'input' in 'source_language' (and the language to "
+            "speak in 'language' if it differs)",
+            details={"field": "source_language"},
         ) from exc
 
 
@@ -220,36 +231,41 @@ async def create_speech(request: Request, services: ServicesDep, caller: CallerD
         raise InvalidRequest("stream_format 'sse' is not supported: use 'audio'", details={"field": "stream_format"})
     speaker = speaker_for(params.voice)
     support, _ = await run_in_threadpool(services.languages)
-    submitter = JobSubmitter(services, caller)
     text = params.input
-    source = text_language(params.source_language, support, field="source_language") if params.source_language else AUTO
     detected: Detection | None = None
-    if params.language:
-        target = speech_language(params.language, support, field="language")
-    elif source != AUTO:
-        target = speech_language(source, support, field="source_language")
+    if params.source_language:
+        source = text_language(params.source_language, support, field="source_language")
     else:
-        detected = await run_in_threadpool(_detect_for_speech, submitter, text)
-        target = speech_language(detected.code, support, field="language")
+        detected = await run_in_threadpool(_detect_for_speech, JobSubmitter(services, caller), text)
+        source = AUTO
+    spoken = params.language or params.source_language or (detected.code if detected else ENGLISH)
+    target = speech_language(spoken, support, field="language" if params.language or detected else "source_language")
     encoding = SPEECH_ENCODINGS[params.response_format]
     spec = JobSpec(
         Task.T2ST, tgt_lang=target, src_lang=source, speaker_id=speaker, output_format=encoding, speed=params.speed
     )
-    submitted = await submit_once(
-        services,
-        caller,
-        request.headers.get("idempotency-key"),
-        spec,
-        digest=lambda: text_digest(text),
-        submit=lambda: submitter.submit_text(spec, text, detected=detected),
-        attach_running=True,
-    )
+    submitted = await submit_text(request, services, caller, spec, text, detected=detected, attach_running=True)
     finished = await _finished(services, submitted)
     if isinstance(finished, JSONResponse):
         return finished
-    audio = (finished.result or {}).get("audio") or {}
-    data = await run_in_threadpool(services.storage.get_bytes, audio["key"])
-    return Response(data, media_type=CONTENT_TYPES[encoding], headers={JOB_ID_HEADER: finished.id})
+    return await _audio_of(services, finished, encoding, model=params.model)
+
+
+async def _audio_of(services: Services, record: JobRecord, encoding: str, *, model: str) -> Response:
+    """The job's audio as the response body, streamed from storage. Audio gone (the job expired, its files swept)
+    answers like an expired job, never with a storage key."""
+    headers = {JOB_ID_HEADER: record.id, MODEL_HEADER: model}
+    key = ((record.result or {}).get("audio") or {}).get("key")
+    try:
+        if not key:
+            raise ObjectNotFound("no audio")
+        size = await run_in_threadpool(services.storage.size, key)
+        stream = await run_in_threadpool(services.storage.open_stream, key)
+    except ObjectNotFound:
+        return render_openai(job_failure(None, record.id).with_headers(headers))
+    return StreamingResponse(
+        stream, media_type=CONTENT_TYPES[encoding], headers={**headers, "Content-Length": str(size)}
+    )
 
 
 # --- models -----------------------------------------------------------------------------------------------------

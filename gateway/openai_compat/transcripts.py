@@ -12,6 +12,7 @@ gives them: ``id``, ``start``/``end`` (in the source audio), ``text``, ``tokens`
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
@@ -93,28 +94,35 @@ def _data(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-async def transcript_events(aredis: redis.asyncio.Redis, job_id: str, *, text_lang: str) -> AsyncIterator[str]:
+async def transcript_events(
+    aredis: redis.asyncio.Redis, job_id: str, *, text_lang: str, wait_s: float
+) -> AsyncIterator[str]:
     """OpenAI's transcription stream: one ``transcript.text.delta`` per segment as the worker releases it (in
-    order), then ``transcript.text.done`` with the whole text; a failed job ends with ``{"error": ...}``, which the
-    SDK raises as ``APIError``."""
+    order), then ``transcript.text.done`` with the whole text. A failed job ends the stream with ``{"error": ...}``
+    (the SDK raises it as ``APIError``), and so does a job still running after ``wait_s`` (``wait_timeout``, with
+    its id). A job that is run again from the start (handed back at a worker's shutdown, or taken over after its
+    worker died) publishes its segments again: each is sent once."""
+    deadline = time.monotonic() + wait_s
     separator = sentence_separator(text_lang)
+    next_index = 0
     started = False
-    async for event in follow_events(aredis, job_id):
-        if event is None:
-            yield ": keep-alive\n\n"
-            continue
-        if event.event == "segment":
+    async for event in follow_events(aredis, job_id, until=deadline):
+        if event is not None and event.event == "segment":
+            index = int(event.data.get("index", next_index))
             text = str(event.data.get("text", "")).strip()
-            if text:
-                yield _data({"type": "transcript.text.delta", "delta": (separator if started else "") + text})
-                started = True
-            continue
-        if event.terminal:
+            if index >= next_index:
+                next_index = index + 1
+                if text:
+                    yield _data({"type": "transcript.text.delta", "delta": (separator if started else "") + text})
+                    started = True
+        elif event is not None and event.terminal:
             break
+        elif event is None:
+            yield ": keep-alive\n\n"
     record = await fetch_job(aredis, job_id)
     if record is not None and record.status is JobStatus.SUCCEEDED:
         text = str((record.result or {}).get("text", ""))
         yield _data({"type": "transcript.text.done", "text": text})
         return
-    _, body, _ = openai_body(job_failure(record, job_id))
+    _, body, _ = openai_body(job_failure(record, job_id, waited_s=wait_s))
     yield _data(body)

@@ -2,7 +2,8 @@
 
 SeamlessM4T v2's vocoder has 200 speakers (0-199), none of them named; each OpenAI voice picks one fixed speaker, so
 the same voice always sounds the same. A number (``"voice": 17`` or ``"17"``) picks a speaker directly, and so does
-``{"id": "17"}``. The speaker's range is checked by the worker against the loaded vocoder."""
+``{"id": "17"}``. Numbers above ``MAX_SPEAKER`` are refused here; the worker checks the rest against the loaded
+vocoder."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from shared.errors import InvalidRequest
+
+MAX_SPEAKER: Final = 10_000
+"""The largest speaker number accepted (as ``speaker_id`` on /api/v1)."""
 
 VOICE_SPEAKERS: Final[dict[str, int]] = {
     "alloy": 0,
@@ -49,10 +53,10 @@ def speaker_for(voice: Voice) -> int:
         text = str(name).strip().lower()
         if text in VOICE_SPEAKERS:
             return VOICE_SPEAKERS[text]
-        number = int(text) if text.isdigit() else None
-    if number is None or number < 0:
+        number = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else None
+    if number is None or not 0 <= number <= MAX_SPEAKER:
         raise InvalidRequest(
-            f"voice {name!r} is not one of {', '.join(VOICE_SPEAKERS)} nor a speaker number (0-199)",
+            f"voice {name!r} is not one of {', '.join(VOICE_SPEAKERS)} nor a speaker number (0-199 for SeamlessM4T v2)",
             details={"field": "voice", "valid": list(VOICE_SPEAKERS)},
         )
     return number
